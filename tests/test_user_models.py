@@ -354,11 +354,37 @@ def test_pytorch_files_that_cannot_be_loaded_safely_or_fully_are_named(tmp_path)
                                               r"channel\)$"):
         load_weights(SmallCNN(3, 4, width=4, depth=1), tmp_path / "grey.pth", "teacher")
     torch.save(SmallCNN(3, 4, width=4, depth=1).state_dict(), tmp_path / "rgb.pth")
-    with pytest.raises(CheckpointError, match=r"3 input channel\(s\) in the file and 1 .*data.grey=false reads image "
-                                              r"files in colour \(arrays: give them three channels\)$"):
+    # review 58e: one-channel arrays were told data.grey=false, a key array data refuses (data kind not known here)
+    with pytest.raises(CheckpointError, match=re.escape(
+            "3 input channel(s) in the file and 1 in the model built for this data; the data gives one channel here: "
+            "image files are read grey only under data.grey=true (data.grey=false reads them in colour); for "
+            "one-channel arrays (digits, npz), give the model a wrapper that repeats the channel, as GreyToColour "
+            "does in docs/config.md (\"A colour teacher on grey data\"), or save the arrays with three channels")):
         load_weights(grey, tmp_path / "rgb.pth", "teacher")
     with pytest.raises(CheckpointError, match="saved from another architecture"):  # channels and classes both differ
         load_weights(SmallCNN(3, 5, width=4, depth=1), tmp_path / "grey.pth", "teacher")
+
+
+@pytest.mark.parametrize(("data_kind", "saved", "fix"), [
+    ("npz", 3, "data kind 'npz' gives one-channel arrays, and data.grey is for image files: give the model a wrapper "
+               "that repeats the channel, as GreyToColour does in docs/config.md (\"A colour teacher on grey data\"), "
+               "or save the arrays with three channels"),
+    ("digits", 3, "data kind 'digits' gives one-channel arrays, and data.grey is for image files: give the model a "
+                  "wrapper"),
+    ("image_folder", 3, "the images are read grey here: data.grey=false reads image files in colour"),
+    ("npz", 1, "data kind 'npz' gives three-channel arrays here: give them one channel"),
+    ("csv", 1, "the images are read in colour here: data.grey=true reads image files grey"),
+])
+def test_a_file_of_other_input_channels_is_told_the_fix_for_its_data_kind(tmp_path, data_kind, saved, fix):
+    """Review 58e: data.grey fixes image files only; arrays need three channels, or a wrapper."""
+    from peerdistill.engine import load_weights
+    from peerdistill.errors import CheckpointError
+    from peerdistill.models import SmallCNN
+
+    torch.save(SmallCNN(saved, 4, width=4, depth=1).state_dict(), tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match=re.escape(f"in the model built for this data; {fix}")) as refused:
+        load_weights(SmallCNN(4 - saved, 4, width=4, depth=1), tmp_path / "w.pth", "teacher", data_kind=data_kind)
+    assert str(refused.value).endswith(fix) or data_kind == "digits"
 
 
 def test_students_returning_an_object_with_logits_are_packed(tiny_data):

@@ -23,6 +23,7 @@ from safetensors.torch import save
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from ..config.data_spec import IMAGE_FILE_KINDS
 from ..data.digests import DIGESTS_FILE
 from ..errors import CheckpointError, ConfigError, PeerdistillWarning, RunDirError, warn_user
 from ..json_files import read_json
@@ -197,10 +198,11 @@ def _batch_counters(module: nn.Module) -> set[str]:
             if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.num_batches_tracked is not None}
 
 
-def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> None:
+def load_weights(module: nn.Module, path: str | Path, name: str = "model", data_kind: str | None = None) -> None:
     """Load weights into ``module`` from safetensors or a PyTorch state dict (``state_files``);
     a truncated file or one of another architecture or class count fails with one message
-    saying which."""
+    saying which. ``data_kind``: the config's data kind, where known, for the fix of a file whose
+    first layer takes another number of channels (image files and arrays are fixed differently)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' for {name} does not exist")
@@ -224,7 +226,7 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
             f"unexpected {unexpected[:4]}" if unexpected else "",
             f"shape mismatch {mismatched[:3]}" if mismatched else "",
         ]))
-        channels = not missing and not unexpected and _input_channels_differ(own, state, mismatched)
+        channels = not missing and not unexpected and _input_channels_differ(own, state, mismatched, data_kind)
         raise CheckpointError(
             f"checkpoint '{path}' does not fit {name} ({detail}): "
             + (channels or "it was saved from another architecture or number of classes; check arch, args and the data"))
@@ -245,7 +247,7 @@ def load_weights(module: nn.Module, path: str | Path, name: str = "model") -> No
 
 
 def _input_channels_differ(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
-                           mismatched: list[str]) -> str:
+                           mismatched: list[str], data_kind: str | None) -> str:
     """What to say where the first convolution alone differs, and only in its input channels: the
     grey/colour slip (image files are read in colour unless data.grey), not another architecture."""
     first = next((key for key, tensor in own.items() if tensor.dim() == 4 and not is_lazy(tensor)), None)
@@ -254,12 +256,34 @@ def _input_channels_differ(own: dict[str, torch.Tensor], state: dict[str, torch.
     saved, built = state[first].shape, own[first].shape
     if saved[0] != built[0] or saved[2:] != built[2:]:
         return ""
-    fix = ("the images are read in colour here: data.grey=true reads image files grey (arrays: give them one "
-           "channel)" if (saved[1], built[1]) == (1, 3) else
-           "the images are read grey here: data.grey=false reads image files in colour (arrays: give them three "
-           "channels)" if (saved[1], built[1]) == (3, 1) else "the data here has another number of channels")
     return (f"its first layer ('{first}') takes {saved[1]} input channel(s) in the file and {built[1]} in the model "
-            f"built for this data; {fix}")
+            f"built for this data; {_channels_fix(saved[1], built[1], data_kind)}")
+
+
+# A colour network on one-channel arrays, which data.grey (image files only) cannot turn into three
+REPEAT_THE_CHANNEL = ("give the model a wrapper that repeats the channel, as GreyToColour does in docs/config.md (\"A "
+                      "colour teacher on grey data\"), or save the arrays with three channels")
+
+
+def _channels_fix(saved: int, built: int, data_kind: str | None) -> str:
+    """How to give the model the channels its file takes: image files by data.grey, arrays
+    (digits, npz: data.grey is not theirs) by a wrapper or the arrays themselves; both where the
+    data's kind is not known."""
+    files = None if data_kind is None else data_kind in IMAGE_FILE_KINDS
+    if (saved, built) == (1, 3):
+        if files is False:
+            return f"data kind '{data_kind}' gives three-channel arrays here: give them one channel"
+        return "the images are read in colour here: data.grey=true reads image files grey" + (
+            "" if files else " (arrays: give them one channel)")
+    if (saved, built) != (3, 1):
+        return "the data here has another number of channels"
+    if files:
+        return "the images are read grey here: data.grey=false reads image files in colour"
+    if files is False:
+        return (f"data kind '{data_kind}' gives one-channel arrays, and data.grey is for image files: "
+                f"{REPEAT_THE_CHANNEL}")
+    return ("the data gives one channel here: image files are read grey only under data.grey=true (data.grey=false "
+            f"reads them in colour); for one-channel arrays (digits, npz), {REPEAT_THE_CHANNEL}")
 
 
 def _outputs_of(layer: nn.Module) -> tuple[int, int] | None:
