@@ -766,3 +766,22 @@ def test_a_model_taking_its_images_by_keyword_only_is_told_to_be_wrapped(tiny_da
                                           r"given; peerdistill calls model\(x\) with the images as its one positional "
                                           r"argument: wrap"):
         _fit([_KeywordOnlyNet()], SmallCNN(1, 3, width=4, depth=1), [], tiny_data)
+
+
+def test_a_configs_checkpoint_of_other_input_channels_is_told_the_fix_for_the_configs_data_kind(tmp_path):
+    """The config's data kind reaches load_weights: a colour teacher on digits (one-channel arrays)
+    is told of the wrapper, not of data.grey, which digits refuses."""
+    from peerdistill.build import build_cohort
+    from peerdistill.config import validate
+    from peerdistill.data import build_data
+    from peerdistill.errors import CheckpointError
+    from peerdistill.models import SmallCNN
+
+    torch.save(SmallCNN(3, 10, width=4, depth=1).state_dict(), tmp_path / "rgb.pth")
+    cfg = validate({"data": {"kind": "digits"},
+                    "teacher": {"arch": "cnn", "args": {"width": 4, "depth": 1}, "checkpoint": str(tmp_path / "rgb.pth"),
+                                "frozen": True},
+                    "students": [{"arch": "cnn", "args": {"width": 4, "depth": 1}}], "distill": {"preset": "kd"}})
+    with pytest.raises(CheckpointError, match=re.escape("data kind 'digits' gives one-channel arrays, and data.grey is "
+                                                        "for image files: give the model a wrapper")):
+        build_cohort(cfg, build_data(cfg.data))

@@ -35,14 +35,15 @@ from .tasks.classification import balanced_class_weights
 
 def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...], num_classes: int,
                         saved: bool = False, key: str = "", notes: list[str] | None = None,
-                        begun_with: list[str] | None = None):
+                        begun_with: list[str] | None = None, data_kind: str | None = None):
     """The model of one config entry (at ``key``, ``students.0``); wrapped with self-distillation
     heads when it has any. ``saved``: the entry of a run that trained so (resumed), whose head
     layers are not judged again, and whose trained model's checkpoint is not read (the resume
     checkpoint holds its weights). ``notes``: where a headed model's checkpoint leaves heads to
     start afresh, that is said (warned, or for a resumed run only kept) and added to it.
     ``begun_with``: a resumed run's warnings from when it began (run.json's), whose note of its
-    heads is kept as it was (its checkpoint may have gone or changed since)."""
+    heads is kept as it was (its checkpoint may have gone or changed since). ``data_kind``: the
+    config's, for the fix of a checkpoint taking another number of channels (load_weights)."""
     if spec.deep_layer and not spec.heads and not saved:  # (a saved run's was ignored, as RunConfig ignores it)
         raise ConfigError(deep_layer_without_heads(key or name, spec.frozen))
     module = build_model(spec.arch, spec.args, input_shape[0], num_classes, owner=f"model '{name}'",
@@ -51,7 +52,7 @@ def build_member_module(spec: ModelSpec, name: str, input_shape: tuple[int, ...]
         # (a resume replaces a trained model's weights with its checkpoint's: the file it started
         # from may have moved or changed since, run.json keeping its SHA-256; a frozen model's
         # weights are read again, checked against the resume checkpoint's digest of them)
-        load_weights(module, checkpoint_file(spec.checkpoint, name), name)
+        load_weights(module, checkpoint_file(spec.checkpoint, name), name, data_kind=data_kind)
     if spec.heads and not saved:
         for setting, paths in ((f"{key}.heads", spec.heads), (f"{key}.deep_layer", [spec.deep_layer])):
             for path in filter(None, paths):
@@ -269,7 +270,7 @@ def build_cohort(cfg: RunConfig, data: DataSplits, saved: bool = False,
         key = ("teacher" if cfg.teacher is not None else f"teachers.{i}") if i < len(teachers) else \
             f"students.{i - len(teachers)}"
         module = build_member_module(spec, name, data.input_shape, data.num_classes, saved=saved, key=key,
-                                     notes=warned, begun_with=begun_with)
+                                     notes=warned, begun_with=begun_with, data_kind=cfg.data.kind)
         if spec.checkpoint and spec.frozen:  # (once its weights are found and loaded)
             # (kept with the cohort for run.json, which a resumed run writes anew: review 56b)
             for warning in _other_inputs(spec.checkpoint, name, data, key, saved):

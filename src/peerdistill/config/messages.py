@@ -50,7 +50,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
         elif err["type"] == "missing" and any(f"put a space after the colon, {parts[-1]}: " in s for s in slips):
             continue  # the key is there, written with its value as one word
         elif err["type"] == "extra_forbidden":
-            lines.append(f"  unknown key '{loc}'{_suggestion(err['loc'], model)}")
+            lines.append(f"  unknown key '{loc}'{key_suggestion(err['loc'], model)}")
         elif err["type"] == "missing":
             lines.append(f"  missing key '{loc}'")
         elif err["type"] == "model_type" and not isinstance(err.get("input"), dict) and loc:
@@ -194,7 +194,7 @@ def _union_branch(part: Any) -> bool:
     return isinstance(part, str) and bool(re.fullmatch(r"[a-z]+(-[a-z]+)*\[.*\]|constrained-[a-z]+", part))
 
 
-def _suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
+def key_suggestion(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
     """Name the closest valid key for a misspelt one, or the section that has a key put in the
     wrong one (``epochs`` at the top: ``train.epochs``)."""
     root, model = model, _model_at(loc[:-1], model)

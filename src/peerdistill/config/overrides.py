@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel
 
 from ..errors import ConfigError
-from .messages import SHOWN_VALUE, _suggestion, is_list, section_model
+from .messages import SHOWN_VALUE, is_list, key_suggestion, section_model
 from .run_spec import RunConfig
 from .yaml_files import leading_zero_problem, yaml_value
 
@@ -84,7 +84,7 @@ def _refuse_unknown_key(parts: list[str], dotted: str) -> None:
     if parent is None or parts[-1] in parent.model_fields:  # (under a model's args any key may be meant)
         return
     loc = tuple(int(p) if p.isdigit() else p for p in parts)
-    raise ConfigError(f"override '{dotted}': unknown key '{'.'.join(parts)}'{_suggestion(loc, RunConfig)}")
+    raise ConfigError(f"override '{dotted}': unknown key '{'.'.join(parts)}'{key_suggestion(loc, RunConfig)}")
 
 
 def _list_index(part: str, dotted: str, length: int) -> int:
