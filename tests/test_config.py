@@ -1247,6 +1247,16 @@ def test_a_head_listed_twice_is_refused_by_its_key():
     with pytest.raises(ConfigError, match=re.escape("'heads': 'a', 'b' are listed twice: list each head once")):
         ModelSpec(arch="cnn", heads=["a", "b", "a", "b"])
     assert ModelSpec(arch="cnn", heads=["features.2", "features.5"]).heads == ["features.2", "features.5"]
+    # a HeadedModel built in Python, without a ModelSpec, alike
+    import torch
+
+    from peerdistill.models import SmallCNN
+    from peerdistill.models.heads import HeadedModel
+
+    with pytest.raises(ConfigError, match=re.escape("model 'student1': head layers 'features.2' is listed twice: list "
+                                                    "each head once")):
+        HeadedModel(SmallCNN(1, 3, width=4), ["features.2", "features.2"], "features.5", 3, torch.zeros(2, 1, 16, 16),
+                    owner="model 'student1'")
 
 
 def test_a_real_list_key_left_unset_is_still_told_to_give_the_list_whole():

@@ -57,10 +57,8 @@ class ModelSpec(Section):
     @classmethod
     def _each_head_once(cls, value: list[str]) -> list[str]:
         # (a repeat reached the graph as "duplicate knowledge edges" with edge names the user never wrote)
-        repeated = sorted({head for head in value if value.count(head) > 1})
-        if repeated:
-            raise ValueError(f"{', '.join(map(repr, repeated))} {'is' if len(repeated) == 1 else 'are'} listed "
-                             "twice: list each head once")
+        if (problem := repeated_heads(value)) is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -79,6 +77,15 @@ class ModelSpec(Section):
         # (a deep_layer without heads is judged with the whole config, RunConfig: with preset self
         # and no heads, one message says both what to set and what to remove)
         return self
+
+
+def repeated_heads(heads: list[str]) -> str | None:
+    """What is wrong with head layers listed more than once (None where each is listed once): a
+    repeat reached the knowledge graph as "duplicate knowledge edges" named as the user never wrote."""
+    repeated = sorted({head for head in heads if heads.count(head) > 1})
+    if not repeated:
+        return None
+    return f"{', '.join(map(repr, repeated))} {'is' if len(repeated) == 1 else 'are'} listed twice: list each head once"
 
 
 def deep_layer_without_heads(key: str, frozen: bool) -> str:

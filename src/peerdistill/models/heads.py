@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..config.cohort_spec import repeated_heads
 from ..capture import FeatureRecorder, find_module, places_of, refuse_channels_last
 from ..errors import ConfigError
 
@@ -117,6 +118,8 @@ class HeadedModel(nn.Module):
         super().__init__()
         if not head_layers:
             raise ConfigError(f"{owner}: self-distillation needs at least one head layer")
+        if (problem := repeated_heads(list(head_layers))) is not None:
+            raise ConfigError(f"{owner}: head layers {problem}")
         deep = find_module(base, deep_layer, owner)
         if deep_layer in head_layers:
             raise ConfigError(f"{owner}: head layer '{deep_layer}' is the deepest layer itself, {deep_from} "
