@@ -579,22 +579,7 @@ def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, 
     rois = _named_as_images(rois, images) if rois is not None else None
     unmatched_images, unmatched_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if unmatched_images or unmatched_masks:
-        unread = sorted({p.suffix.lower() for p in mask_dir.iterdir() if p.is_file() and not p.name.startswith(".")
-                         and p.suffix.lower() not in IMAGE_SUFFIXES} - {""})
-        hint = (" A regular expression data.pattern whose first group is the shared id pairs names that differ "
-                r"otherwise (e.g. '^(.+?)(_mask)?\.\w+$' pairs 'a.png' with 'a_mask.png')."
-                if unmatched_images and unmatched_masks and not spec.pattern else "")
-        unread_note = (f" The masks folder also holds {', '.join(unread)} files, which are not read (masks are "
-                       f"{', '.join(sorted(PILLOW_SUFFIXES))})." if unread else "")
-        # each side said only where it holds files, counted, by file name (review 55r: 5 ids of 60, an empty
-        # list, and 'extra_one' for extra_one_mask.jpg)
-        lone = [f"{len(keys)} {what} ({first_few([files[k].name for k in keys], quoted=True)})"
-                for keys, files, what in ((unmatched_images, images, "image(s) without a mask"),
-                                          (unmatched_masks, masks, "mask(s) without an image")) if keys]
-        raise DataError(
-            f"image and mask names do not pair up in '{root}': {'; '.join(lone)} (names are matched by "
-            f"{spec.pattern or ID_RULE}).{hint}{unread_note}"
-        )
+        raise DataError(_unpaired_message(root, spec, images, masks, unmatched_images, unmatched_masks))
     if not images and dropped:
         raise DataError(f"data.exclude leaves no image and mask pair in '{root}': keep some, or remove patterns "
                         "from it")
@@ -605,6 +590,42 @@ def _paired_files(root: Path, spec: DataSpec) -> tuple[dict, dict, dict | None, 
         _check_regions_cover(root / spec.roi, spec.pattern, images, rois, keys)
     check_same_sizes([(images[key], masks[key]) for key in keys], "its mask")
     return images, masks, rois, keys
+
+
+def _unpaired_message(root: Path, spec: DataSpec, images: dict, masks: dict, unmatched_images: list[str],
+                      unmatched_masks: list[str]) -> str:
+    """Why the images and masks of ``root`` do not pair up: each side's leftovers, counted, by file
+    name; those that differ only in case; how a data.pattern pairs names that differ otherwise; and
+    the files the masks folder holds that are not read."""
+    mask_dir = root / spec.masks
+    unread = sorted({p.suffix.lower() for p in mask_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+                     and p.suffix.lower() not in IMAGE_SUFFIXES} - {""})
+    by_case = _differing_in_case(unmatched_images, unmatched_masks)
+    case_pairs = [f"'{images[i].name}' and '{masks[m].name}'" for i, m in by_case]
+    only_case = len(by_case) == len(unmatched_images) == len(unmatched_masks)
+    which = f"All {len(by_case)} image(s)" if only_case else f"{len(by_case)} of the images"
+    case_note = (f" {which} differ from a mask's name only in case ({first_few(case_pairs)}): ids are "
+                 "case-sensitive on every system; rename the files of one folder so that each name agrees in case "
+                 "with its pair's." if by_case else "")
+    hint = (" A regular expression data.pattern whose first group is the shared id pairs names that differ "
+            r"otherwise (e.g. '^(.+?)(_mask)?\.\w+$' pairs 'a.png' with 'a_mask.png')."
+            if unmatched_images and unmatched_masks and not spec.pattern and not only_case else "")
+    unread_note = (f" The masks folder also holds {', '.join(unread)} files, which are not read (masks are "
+                   f"{', '.join(sorted(PILLOW_SUFFIXES))})." if unread else "")
+    # each side said only where it holds files, counted, by file name (review 55r: 5 ids of 60, an empty
+    # list, and 'extra_one' for extra_one_mask.jpg)
+    lone = [f"{len(keys)} {what} ({first_few([files[k].name for k in keys], quoted=True)})"
+            for keys, files, what in ((unmatched_images, images, "image(s) without a mask"),
+                                      (unmatched_masks, masks, "mask(s) without an image")) if keys]
+    return (f"image and mask names do not pair up in '{root}': {'; '.join(lone)} (names are matched by "
+            f"{spec.pattern or ID_RULE}).{case_note}{hint}{unread_note}")
+
+
+def _differing_in_case(image_ids: list[str], mask_ids: list[str]) -> list[tuple[str, str]]:
+    """(image id, mask id) of the leftover ids that are the same but for case ('IMG01' and 'img01'):
+    never paired silently, since on a case-sensitive system 'a' and 'A' may be two samples."""
+    masks_by_fold = {key.casefold(): key for key in mask_ids}
+    return [(key, masks_by_fold[key.casefold()]) for key in image_ids if key.casefold() in masks_by_fold]
 
 
 def _check_regions_cover(roi_dir: Path, pattern: str | None, images: dict, rois: dict, keys: list[str]) -> None:
