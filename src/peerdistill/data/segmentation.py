@@ -607,7 +607,10 @@ def _unpaired_message(root: Path, spec: DataSpec, images: dict, masks: dict, unm
     case_note = (f" {which} differ from a mask's name only in case ({first_few(case_pairs)}): ids are "
                  "case-sensitive on every system; rename the files of one folder so that each name agrees in case "
                  "with its pair's." if by_case else "")
-    hint = (" A regular expression data.pattern whose first group is the shared id pairs names that differ "
+    pattern = _pattern_that_pairs(root, spec) if unmatched_images and unmatched_masks else None
+    hint = (f" data.pattern '{pattern}' pairs every image of the set with its {_pair_roles(spec)} (tried on "
+            f"the files): set it (on the command line 'data.pattern={pattern}')." if pattern else
+            " A regular expression data.pattern whose first group is the shared id pairs names that differ "
             r"otherwise (e.g. '^(.+?)(_mask)?\.\w+$' pairs 'a.png' with 'a_mask.png')."
             if unmatched_images and unmatched_masks and not spec.pattern and not only_case else "")
     unread_note = (f" The masks folder also holds {', '.join(unread)} files, which are not read (masks are "
@@ -619,6 +622,82 @@ def _unpaired_message(root: Path, spec: DataSpec, images: dict, masks: dict, unm
                                       (unmatched_masks, masks, "mask(s) without an image")) if keys]
     return (f"image and mask names do not pair up in '{root}': {'; '.join(lone)} (names are matched by "
             f"{spec.pattern or ID_RULE}).{case_note}{hint}{unread_note}")
+
+
+def _pair_roles(spec: DataSpec) -> str:
+    return "mask and region mask" if spec.roi else "mask"
+
+
+# Simple patterns tried on names that do not pair by their stems, in this order: a leading number
+# (DRIVE's 21_training.tif, 21_manual1.gif), the name up to its first '_' or '.' ('a.png',
+# 'a_mask.png'), each folder's common tail left out (``_tail_pattern``), the first number
+# ('image_001.png', 'mask_001.png'). Each is suggested only once it pairs every file.
+SIMPLE_PATTERNS = (r"^(\d+)_", r"^([^_.]+)[_.]", None, r"^\D*(\d+)")
+SEPARATORS = "_-. "
+
+
+def _pattern_that_pairs(root: Path, spec: DataSpec) -> str | None:
+    """A data.pattern computed from the names that pairs every image of the set (``root`` and the
+    other split folders beside it) with a mask, and a region mask with data.roi: checked by pairing
+    the files with it (each file an id, no id twice in a folder); None where no simple one does.
+    (Files data.exclude names are counted: a pattern is suggested only where it pairs them all.)"""
+    roles = [name for name in (spec.images, spec.masks, spec.roi) if name]
+    try:
+        folders = [[[p.name for p in image_files(folder / name)] if (folder / name).is_dir() else []
+                    for name in roles] for folder in _set_folders(root, spec)]
+    except DataError:  # (a link leading nowhere: said when that folder is read)
+        return None
+    folders = [names for names in folders if names[0]]
+    for pattern in SIMPLE_PATTERNS:
+        pattern = pattern or _tail_pattern(folders)
+        if pattern and pattern != spec.pattern and "'" not in pattern and \
+                all(_pairs_every_file(pattern, names) for names in folders):
+            return pattern
+    return None
+
+
+def _set_folders(root: Path, spec: DataSpec) -> list[Path]:
+    """The folders of the set ``root`` is one of: the split folders of data.root where ``root``
+    is one of them, else ``root`` alone."""
+    data_root = Path(spec.root or "")
+    dirs = split_folders(data_root, spec)
+    folders = [data_root / d for d in dict.fromkeys(dirs.values()) if (data_root / d).is_dir()]
+    return folders if root in folders else [root]
+
+
+def _pairs_every_file(pattern: str, names: list[list[str]]) -> bool:
+    """Whether ``pattern`` gives each of the files ``names`` lists (images, masks, region masks)
+    an id, no id twice in a folder, every image's shared by a mask (and a region mask) and every
+    mask's by an image."""
+    ids = []
+    for folder in names:
+        keys = [file_key(Path(name), pattern) for name in folder]
+        if None in keys or len(set(keys)) < len(keys):
+            return False
+        ids.append({unicodedata.normalize("NFC", key) for key in keys})
+    images, masks, *regions = ids
+    return images == masks and all(images <= region for region in regions)
+
+
+def _tail_pattern(folders: list[list[list[str]]]) -> str | None:
+    """A pattern that leaves out the tail each folder's names share beyond their ids ('_manual1'
+    of 21_manual1.gif, '_mask' of a_mask.png), a tail beginning at a separator; None without one."""
+    tails = {tail for folder in folders for names in folder if (tail := _common_tail(names))}
+    if not tails:
+        return None
+    shown = "|".join(re.escape(tail) for tail in sorted(tails, key=lambda t: (-len(t), t)))
+    return rf"^(.+?)(?:{shown})?\.\w+$"
+
+
+def _common_tail(names: list[str]) -> str:
+    """The end the stems of ``names`` share, from its first separator on ('_manual1' of
+    '21_manual1.gif' and '31_manual1.gif'); empty where none, or for one name (all of it is its own)."""
+    if len(names) < 2:
+        return ""
+    stems = [name.rsplit(".", 1)[0] for name in names]
+    shared = os.path.commonprefix([stem[::-1] for stem in stems])[::-1]
+    starts = [i for i, c in enumerate(shared) if c in SEPARATORS]
+    return shared[starts[0]:] if starts else ""
 
 
 def _differing_in_case(image_ids: list[str], mask_ids: list[str]) -> list[tuple[str, str]]:
