@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -368,7 +368,7 @@ def read_image(path: Path, size=None, grey: bool = False, dicom_window=None) -> 
         return resized_planes(a, size) if size else a
 
     with opened(path) as im:
-        _note_read(im.width, im.height, im if grey else None)
+        _note_read(im.width, im.height, im, grey, path)
         if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             if size:
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
@@ -398,6 +398,11 @@ class FilesRead:
     widest: float = 0.0
     read_grey: int = 0
     colour_read_grey: int = 0
+    # of the files read in colour: those stored grey (repeated into 3 channels), and the first few
+    # stored in colour, to be checked for colour pixels only where some are grey
+    stored_grey: list[Path] = field(default_factory=list)
+    stored_colour: int = 0
+    colour_named: list[Path] = field(default_factory=list)
 
     def colour_share(self) -> float | None:
         """The share of the files read grey that held colour; None when none was read grey."""
@@ -413,13 +418,15 @@ _NOTING: contextvars.ContextVar[FilesRead | None] = contextvars.ContextVar("noti
 
 @contextlib.contextmanager
 def noting_reads() -> Iterator[FilesRead]:
-    """A record of the files read_image reads meanwhile (in this thread; nothing is kept outside one)."""
+    """A record of the files read_image reads meanwhile (in this thread; nothing is kept outside one).
+    Said at the end: grey files among colour ones (``_warn_of_grey_among_colour``)."""
     record = FilesRead()
     token = _NOTING.set(record)
     try:
         yield record
     finally:
         _NOTING.reset(token)
+    _warn_of_grey_among_colour(record)  # (once the files are read, and only when all were)
 
 
 def note_original_shape(width: float, height: float) -> None:
@@ -432,23 +439,71 @@ def note_original_shape(width: float, height: float) -> None:
         record.narrowest, record.widest = min(record.narrowest, width / height), max(record.widest, width / height)
 
 
-def _note_read(width: int, height: int, read_grey=None) -> None:
-    """Into the record being kept, if any: a file's shape, and, of a file read grey (its image,
-    ``read_grey``), whether it held colour (grey pixels stored as RGB are no colour)."""
+def _note_read(width: int, height: int, image=None, grey: bool = False, path: Path | None = None) -> None:
+    """Into the record being kept, if any: a file's shape; of a file read grey (data.grey), whether
+    it held colour (grey pixels stored as RGB are no colour); of one read in colour, whether it is
+    stored grey (``image``: the file opened; None for DICOM, whose colour is its own matter)."""
     record = _NOTING.get()
     if record is None:
         return
     record.files += 1
     record.narrowest, record.widest = min(record.narrowest, width / height), max(record.widest, width / height)
-    if read_grey is not None:
+    if image is None:
+        return
+    if grey:
         record.read_grey += 1
-        if read_grey.mode in COLOUR_MODES and not _grey_palette(read_grey):
-            # told on a box-averaged copy of at most 128 pixels a side (review 52i: the whole image
-            # converted again cost 69% more a file); a patch of colour still differs after averaging
-            factor = max(1, max(read_grey.size) // 128)
-            small = (read_grey if read_grey.mode in ("RGB", "RGBA") else read_grey.convert("RGB")).reduce(factor)
-            rgb = np.asarray(small.convert("RGB"))
-            record.colour_read_grey += bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
+        record.colour_read_grey += _shows_colour(image)
+    elif _stored_grey(image):
+        record.stored_grey.append(Path(path))
+    else:
+        record.stored_colour += 1
+        if len(record.colour_named) < COLOUR_CHECKED:
+            record.colour_named.append(Path(path))
+
+
+COLOUR_CHECKED = 16  # colour-stored files checked for colour pixels, the first first, until one shows colour
+
+
+def _stored_grey(im) -> bool:
+    """Whether an opened file holds one grey channel (8- or 16-bit grey, bilevel, a grey palette)."""
+    return im.mode not in COLOUR_MODES or _grey_palette(im)
+
+
+def _shows_colour(im) -> bool:
+    """Whether an opened file stored in colour shows any (grey pixels stored as RGB do not)."""
+    if _stored_grey(im):
+        return False
+    # told on a box-averaged copy of at most 128 pixels a side (review 52i: the whole image
+    # converted again cost 69% more a file); a patch of colour still differs after averaging
+    factor = max(1, max(im.size) // 128)
+    small = (im if im.mode in ("RGB", "RGBA") else im.convert("RGB")).reduce(factor)
+    rgb = np.asarray(small.convert("RGB"))
+    return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
+
+
+def _warn_of_grey_among_colour(record: FilesRead) -> None:
+    """Files stored grey among colour photographs, read in colour: each is repeated into three equal
+    channels without a word, and is usually a mistake or another kind of image. Said once a load,
+    only where a colour file shows colour (X-rays saved partly as RGB are grey throughout): the
+    first few colour files are opened again to tell, only when some file is grey."""
+    if not record.stored_grey or not record.stored_colour:
+        return
+    if not any(_file_shows_colour(path) for path in record.colour_named):
+        return
+    n, total = len(record.stored_grey), len(record.stored_grey) + record.stored_colour
+    them = "it" if n == 1 else "them"
+    named = ", ".join(f"'{path.name}'" for path in sorted(record.stored_grey)[:3])
+    more = f" and {n - 3} more" if n > 3 else ""
+    warn_user(f"{n} of the {total} images read are grey files ({named}{more}), the other {total - n} colour: each "
+              "grey one is read as colour, its channel repeated 3 times. A grey image among colour ones is usually a "
+              "mistake, or another kind of image or source (which a model can tell apart by colour alone): check "
+              f"{them}, and leave {them} out (data.exclude) if so, or read every image grey (data.grey=true)",
+              DataNote)
+
+
+def _file_shows_colour(path: Path) -> bool:
+    with opened(path) as im:
+        return _shows_colour(im)
 
 
 def _refuse_non_finite(a: np.ndarray, path: Path) -> None:
