@@ -43,7 +43,7 @@ def test_a_grey_file_among_photographs_is_named_once_whichever_split_holds_it(tm
             image = photograph(seed)
             save_pair(tmp_path / split, f"p{seed}.png", image.convert("L") if seed == 6 else image)
     notes = grey_notes(tmp_path)  # (train/ and test/ are read one at a time: said once, for the whole load)
-    assert notes == ["1 of the 8 images read are grey files ('p6.png'), the other 7 colour: each grey one is read as "
+    assert notes == ["1 of the 8 images read are grey files ('test/images/p6.png'), the other 7 colour: each grey one is read as "
                      "colour, its channel repeated 3 times. A grey image among colour ones is usually a mistake, or "
                      "another kind of image or source (which a model can tell apart by colour alone): check it, and "
                      "leave it out (data.exclude) if so, or read every image grey (data.grey=true)"]
@@ -55,7 +55,7 @@ def test_many_grey_files_are_counted_and_a_few_named(tmp_path):
         save_pair(tmp_path, f"p{seed}.png", photograph(seed).convert("L") if seed < 4 else photograph(seed))
     notes = grey_notes(tmp_path)
     assert len(notes) == 1 and notes[0].startswith(
-        "4 of the 8 images read are grey files ('p0.png', 'p1.png', 'p2.png' and 1 more), the other 4 colour")
+        "4 of the 8 images read are grey files ('images/p0.png', 'images/p1.png', 'images/p2.png' and 1 more), the other 4 colour")
     assert "check them, and leave them out" in notes[0]
 
 
@@ -102,4 +102,4 @@ def test_a_grey_file_in_a_class_folder_of_photographs_is_named(tmp_path):
         warnings.simplefilter("always")
         build_data(DataSpec(kind="image_folder", root=str(tmp_path), val_fraction=0.25, test_fraction=0.25))
     notes = [str(w.message) for w in caught if GREY_WORDS in str(w.message)]
-    assert len(notes) == 1 and notes[0].startswith("1 of the 8 images read are grey files ('dogs2.png')")
+    assert len(notes) == 1 and notes[0].startswith("1 of the 8 images read are grey files ('dogs/dogs2.png')")

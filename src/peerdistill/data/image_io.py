@@ -413,20 +413,20 @@ class FilesRead:
         return [round(self.narrowest, 4), round(self.widest, 4)] if self.files else None
 
 
+# data.info's mark of a load that named its grey files among colour ones (``warn_of_grey_among_colour``)
+GREY_FILES_SAID = "grey_files_among_colour_said"
 _NOTING: contextvars.ContextVar[FilesRead | None] = contextvars.ContextVar("noting_reads", default=None)
 
 
 @contextlib.contextmanager
 def noting_reads() -> Iterator[FilesRead]:
-    """A record of the files read_image reads meanwhile (in this thread; nothing is kept outside one).
-    Said at the end: grey files among colour ones (``_warn_of_grey_among_colour``)."""
+    """A record of the files read_image reads meanwhile (in this thread; nothing is kept outside one)."""
     record = FilesRead()
     token = _NOTING.set(record)
     try:
         yield record
     finally:
         _NOTING.reset(token)
-    _warn_of_grey_among_colour(record)  # (once the files are read, and only when all were)
 
 
 def note_original_shape(width: float, height: float) -> None:
@@ -481,24 +481,34 @@ def _shows_colour(im) -> bool:
     return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
-def _warn_of_grey_among_colour(record: FilesRead) -> None:
+def warn_of_grey_among_colour(record: FilesRead, root: Path) -> bool:
     """Files stored grey among colour photographs, read in colour: each is repeated into three equal
-    channels without a word, and is usually a mistake or another kind of image. Said once a load,
-    only where a colour file shows colour (X-rays saved partly as RGB are grey throughout): the
-    first few colour files are opened again to tell, only when some file is grey."""
+    channels without a word, and is usually a mistake or another kind of image. Said once a load
+    (whether said is returned), the files named by their paths from ``root`` (data.root), only
+    where a colour file shows colour (X-rays saved partly as RGB are grey throughout): the first
+    few colour files are opened again to tell, only when some file is grey."""
     if not record.stored_grey or not record.stored_colour:
-        return
+        return False
     if not any(_file_shows_colour(path) for path in record.colour_named):
-        return
+        return False
     n, total = len(record.stored_grey), len(record.stored_grey) + record.stored_colour
     them = "it" if n == 1 else "them"
-    named = ", ".join(f"'{path.name}'" for path in sorted(record.stored_grey)[:3])
+    named = ", ".join(f"'{_from(root, path)}'" for path in sorted(record.stored_grey)[:3])
     more = f" and {n - 3} more" if n > 3 else ""
     warn_user(f"{n} of the {total} images read are grey files ({named}{more}), the other {total - n} colour: each "
               "grey one is read as colour, its channel repeated 3 times. A grey image among colour ones is usually a "
               "mistake, or another kind of image or source (which a model can tell apart by colour alone): check "
               f"{them}, and leave {them} out (data.exclude) if so, or read every image grey (data.grey=true)",
               DataNote)
+    return True
+
+
+def _from(root: Path, path: Path) -> str:
+    """``path`` from ``root`` ('/'-separated, as data.exclude takes it), or whole where outside it."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _file_shows_colour(path: Path) -> bool:

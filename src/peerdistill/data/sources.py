@@ -14,7 +14,7 @@ from .digests import file_sha256
 from ..npz_layout import NPZ_KEYS, NPZ_READ_ERRORS, npz_holds_one_set, one_set
 from .dicom import SATURATED, counting_dicom_reads, unlike_windows
 from .exclusion import tracking
-from .image_io import noting_reads
+from .image_io import GREY_FILES_SAID, noting_reads, warn_of_grey_among_colour
 from .image_profile import COLOUR_READ_GREY, FILE_ASPECTS
 from .splits import DataSplits, check_names_fit_labels, is_kept_whole, refuse_folds, to_labels
 
@@ -145,6 +145,8 @@ def build_data(spec: DataSpec, stats=None) -> DataSplits:
         exclusion.check(str(spec.root))
         data.info["excluded"] = exclusion.record()
         warn_user(exclusion.summary(str(spec.root)), DataNote)
+    if warn_of_grey_among_colour(files, Path(spec.root or "")):  # (the trainer's check of a mixed training
+        data.info[GREY_FILES_SAID] = True                            # split then says no more)
     data.info["dicom_files"] = dicom.files()  # (the run records it; eval compares windows where it is not 0)
     if spec.grey and (share := files.colour_share()) is not None:  # (predict: colour inputs no news, or news)
         data.info[COLOUR_READ_GREY] = share

@@ -17,6 +17,7 @@ from torch.utils.data import ConcatDataset, Subset
 
 from ..config.data_spec import IMAGE_FILE_KINDS
 from ..data import DataSplits, TensorData
+from ..data.image_io import GREY_FILES_SAID
 from ..data.near_copies import near_copies
 from ..data.splits import ADD_CHANNEL_AXIS, TO_CHANNELS_FIRST, standardised_spread
 from ..errors import ConfigError, DataError, PeerdistillWarning, TrainingAdvice, warn_again, warn_user
@@ -203,6 +204,8 @@ class Preflight:
                       "if they come from different sources (scanners, sites, cameras), a model can learn colour as "
                       "a shortcut to them; check that each class has both kinds, or convert every image to grey "
                       "(one channel)")
+            return
+        if data.info.get(GREY_FILES_SAID):  # (said as the files were read, each named)
             return
         warn_user(f"{grey} of the {n} training images are grey files (read as colour, one channel "
                   f"repeated) and the others colour: if they come from different sources (scanners, sites, "
