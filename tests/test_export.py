@@ -754,7 +754,7 @@ def test_grey_inputs_of_a_model_that_learnt_grey_files_in_colour_are_no_news(tmp
                  "teacher=null", "distill.preset=independent", "train.epochs=1", "train.batch_size=4", "--quiet"]) == 0
     training = " ".join(capsys.readouterr().err.split())
     record = json.loads((tmp_path / "m" / "run.json").read_text())
-    mixed, trained = record["data_info"], record["split_sizes"]["train"]
+    mixed = record["data_info"]
     assert mixed["grey_read_as_colour"] is False and 0 < mixed["grey_share"] < 1
     # said once, as the files were read, each named from data.root (the trainer's unnamed count of a mixed
     # training split would repeat it)
