@@ -84,3 +84,16 @@ def test_a_few_photographs_among_masks_are_left_to_the_other_checks():
     photos = [MaskValues(_photo(rng).max(axis=-1), True, f"p{i}.jpg") for i in range(2)]
     assert photograph_like(masks + photos[:1]) == []
     assert [name for name, _ in photograph_like(masks[:1] + photos)] == ["p0.jpg", "p1.jpg"]
+
+
+def test_boxes_from_swapped_folders_are_refused_alike(tmp_path):
+    """Boxes drawn from masks (data kind mask_boxes, for detection) read photographs swapped in as
+    masks into one box each frame: refused as the segmentation folders are."""
+    _pairs(tmp_path, _soft_disc)
+    spec = DataSpec(kind="mask_boxes", root=str(tmp_path), images="masks", masks="images")
+    with pytest.raises(DataError, match=r"^for boxes from masks, the masks in '.*images' look like photographs, not "
+                                        r"masks: 8 of 8 .*\(now data.images=masks, data.masks=images\): check the "
+                                        r"folders, and swap them if so \('data.images=images data.masks=masks' on "
+                                        r"the command line\)"):
+        build_data(spec)
+    build_data(spec.model_copy(update={"images": "images", "masks": "masks"}))  # the right way round: read

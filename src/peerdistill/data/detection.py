@@ -32,7 +32,7 @@ from ..wording import first_few
 from .image_files import _portable
 from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, entry_is, image_files,
                        image_id, image_size, note_original_shape, read_images, read_mask_values,
-                       refuse_images_in_subfolders)
+                       refuse_images_in_subfolders, refuse_photographs_as_masks)
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
@@ -743,7 +743,11 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     ids = sorted(images)
     check_same_sizes([(images[key], masks[key]) for key in ids], "its mask")
     targets = []
-    for mask in binarized([read_mask_values(masks[key], size, binary=True) for key in ids]):
+    raw = [read_mask_values(masks[key], size, binary=True) for key in ids]
+    root = Path(os.path.commonpath([images_dir, masks_dir]))  # (data.root: the folders are named from it)
+    refuse_photographs_as_masks(raw, root, images_dir.relative_to(root).as_posix(),
+                                masks_dir.relative_to(root).as_posix(), "for boxes from masks")
+    for mask in binarized(raw):
         boxes = boxes_from_mask(mask, min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
     if not any(len(t) for t in targets):

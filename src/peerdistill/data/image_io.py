@@ -696,6 +696,24 @@ def photograph_like(masks: list[MaskValues]) -> list[tuple[str, float]]:
     return photos if 2 * len(photos) >= len(masks) else []
 
 
+def refuse_photographs_as_masks(raw: list[MaskValues], root: Path, images: str, masks: str, reading: str) -> None:
+    """Masks most of whose pixels are mid-grey are photographs (data.images and data.masks, the
+    folders ``images`` and ``masks`` under ``root``, swapped): binarized, a colour frame read as a
+    mask trains on some 78% of its pixels as foreground, with no other word. Measured on the masks
+    as read (``raw``), no file read again; ``reading``: how the masks are read, for the message."""
+    photos = photograph_like(raw)
+    if not photos:
+        return
+    shown = ", ".join(f"'{name}' {share:.0%}" for name, share in photos[:3]) + (" ..." if len(photos) > 3 else "")
+    swap = f"data.images={masks} data.masks={images}"
+    raise DataError(f"{reading}, the masks in '{root / masks}' look like photographs, not masks: "
+                    f"{len(photos)} of {len(raw)} have over {PHOTO_MID_SHARE:.0%} of their pixels at many mid-grey "
+                    f"levels, far from both background and foreground ({shown}; a mask's are its edges, a few in a "
+                    f"hundred at most). data.images and data.masks look swapped (now data.images={images}, "
+                    f"data.masks={masks}): check the folders, and swap them if so ('{swap}' on the command "
+                    "line); soft masks (grey levels for probabilities) must be thresholded to 0/255 first")
+
+
 def _refuse_labels_with_ignored_pixels(values_read: np.ndarray, name: str) -> None:
     """A mask of small labels beside 255 and nothing between (Pascal VOC: 0 background, 1 the
     object, 255 a void border to ignore) is class indices: read as 0/255, the border would be the

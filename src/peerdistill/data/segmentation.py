@@ -18,9 +18,9 @@ from ..wording import first_few
 from .dicom import dicom_size_and_spacing
 from .exclusion import exclusion_of
 from .image_profile import REGION_SHARES
-from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PHOTO_MID_SHARE, PILLOW_SUFFIXES, binarized,
+from .image_io import (ID_RULE, IGNORE, IMAGE_SUFFIXES, LOOKED_FOR, PILLOW_SUFFIXES, binarized,
                        check_root_folder, check_same_sizes, class_labels, image_files, image_id, image_size, is_dicom,
-                       photograph_like, read_images, read_mask, read_mask_values, refuse_images_in_subfolders)
+                       refuse_photographs_as_masks, read_images, read_mask, read_mask_values, refuse_images_in_subfolders)
 from .splits import (DataSplits, TensorData, channel_stats, check_groups_in_one_split, consecutive_parts, fold_cut,
                      group_cut, group_fold_mark, group_ids, group_val_cut, is_kept_whole, refuse_folds, standardized,
                      to_nchw)
@@ -733,7 +733,7 @@ def _labels(root: Path, spec: DataSpec, images: dict, masks: dict, rois: dict | 
     region of interest."""
     raw = [read_mask_values(masks[key], spec.image_size, spec.binary_masks) for key in keys]
     if spec.binary_masks:
-        _refuse_photographs_as_masks(raw, root, spec)
+        refuse_photographs_as_masks(raw, root, spec.images, spec.masks, "with data.binary_masks")
         ms = binarized(raw)
     else:
         ms = [class_labels(values, masks[key], spec.num_classes) for values, key in zip(raw, keys)]
@@ -744,23 +744,6 @@ def _labels(root: Path, spec: DataSpec, images: dict, masks: dict, rois: dict | 
             region = read_mask(rois[key], spec.image_size, binary=True)
             ms[i] = np.where(region > 0, ms[i], IGNORE).astype(np.uint8)
     return ms
-
-
-def _refuse_photographs_as_masks(raw: list, root: Path, spec: DataSpec) -> None:
-    """Masks most of whose pixels are mid-grey are photographs (data.images and data.masks
-    swapped): binarized, a colour frame read as a mask trains on some 78% of its pixels as
-    foreground, with no other word. Measured on the masks as read (``raw``), no file read again."""
-    photos = photograph_like(raw)
-    if not photos:
-        return
-    shown = ", ".join(f"'{name}' {share:.0%}" for name, share in photos[:3]) + (" ..." if len(photos) > 3 else "")
-    swap = f"data.images={spec.masks} data.masks={spec.images}"
-    raise DataError(f"with data.binary_masks, the masks in '{root / spec.masks}' look like photographs, not masks: "
-                    f"{len(photos)} of {len(raw)} have over {PHOTO_MID_SHARE:.0%} of their pixels at many mid-grey "
-                    f"levels, far from both background and foreground ({shown}; a mask's are its edges, a few in a "
-                    f"hundred at most). data.images and data.masks look swapped (now data.images={spec.images}, "
-                    f"data.masks={spec.masks}): check the folders, and swap them if so ('{swap}' on the command "
-                    "line); soft masks (grey levels for probabilities) must be thresholded to 0/255 first")
 
 
 def _check_saved_one_way(masks: list[np.ndarray], names: list[str], mask_dir: Path, num_classes: int | None) -> None:
