@@ -179,6 +179,49 @@ def test_segmentation_metrics_from_shares_equal_the_whole_split():
         assert shared[model] == pytest.approx(whole[model], abs=1e-12, nan_ok=True)
 
 
+
+def _nan_outputs(module, inputs, out):
+    return torch.full_like(out, float("nan"))
+
+
+def test_what_merged_meters_fail_on_is_said_once_per_node(tiny_data):
+    """Merged, the meters are every process's alike, so their failure is too: a model's NaN outputs
+    (review 58h: printed twice per node under torchrun) and a split with no batch."""
+    from peerdistill.errors import DataError, NonFiniteError
+
+    torch.manual_seed(0)
+    cohort = Cohort.from_modules([SmallCNN(1, 3, width=4), SmallCNN(1, 3, width=4)])
+    cohort.students[0].module.register_forward_hook(_nan_outputs)
+    task = ClassificationTask(3)
+    with pytest.raises(NonFiniteError, match="'student1' gives non-finite outputs") as refused:
+        _evaluate_in_shares(cohort, task, tiny_data.test)
+    assert refused.value.said_alike == str(refused.value)
+    with pytest.raises(DataError, match="holds no batches to score") as refused:
+        evaluate(cohort, task, [], merge=lambda meters: meters)
+    assert refused.value.said_alike == str(refused.value)
+    # one process scoring alone, with nothing merged: no other process finds it
+    with pytest.raises(NonFiniteError, match="'student1' gives non-finite outputs") as refused:
+        evaluate(cohort, task, TensorBatches(tiny_data.test, 7, CPU, shuffle=False))
+    assert refused.value.said_alike is None
+
+
+def test_an_epoch_every_process_skipped_whole_is_said_once_per_node(tiny_data):
+    """The processes agree on every skipped step, so each stops with the same message."""
+    from peerdistill import KnowledgeGraph, TrainSpec
+    from peerdistill.engine.distributed import World
+    from peerdistill.errors import NonFiniteError
+
+    t = Trainer(Cohort.from_modules([SmallCNN(1, 3, 4, 1), SmallCNN(1, 3, 4, 1)]), KnowledgeGraph([]),
+                ClassificationTask(3), device="cpu", progress=False, train=TrainSpec(epochs=1, batch_size=8,
+                                                                                     nonfinite="skip"))
+    t._setup(tiny_data)
+    t.skipped_steps, t.skip_causes = 7, {"loss term 'student1/ce'": 7}
+    t.world = World(rank=0, size=2, joined=True)
+    with pytest.raises(NonFiniteError, match="every step of epoch 1 was skipped") as refused:
+        t._check_skipped(0, 7)
+    assert refused.value.said_alike == str(refused.value)
+
+
 def test_resume_in_the_middle_of_an_epoch_gives_the_uninterrupted_metrics(tmp_path, monkeypatch):
     tree = {"out_dir": str(tmp_path), "deterministic": True,
             "teacher": {"arch": "cnn", "args": {"width": 8}},

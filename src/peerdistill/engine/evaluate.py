@@ -85,9 +85,14 @@ def evaluate(cohort: Cohort, task, batches: Iterable, window: tuple[int, int] | 
             batch_done()
     if merge is not None:
         meters = merge(meters)
-    if not any(meter.seen for meter in meters.values()):
-        raise DataError(f"{where} holds no batches to score: give (inputs, targets) batches, e.g. a DataLoader")
-    return {name: meter.compute() for name, meter in meters.items()}
+    try:
+        if not any(meter.seen for meter in meters.values()):
+            raise DataError(f"{where} holds no batches to score: give (inputs, targets) batches, e.g. a DataLoader")
+        return {name: meter.compute() for name, meter in meters.items()}
+    except (DataError, NonFiniteError) as exc:
+        # Merged, the meters are every process's alike, and so is what they fail on: under
+        # torchrun the message is printed once per node.
+        raise (exc.found_by_every_process() if merge is not None else exc) from None
 
 
 def scored_outputs(cohort) -> list[str]:

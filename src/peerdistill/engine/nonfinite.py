@@ -101,9 +101,11 @@ class NonFiniteSteps:
             return
         named = ", ".join(f"{cause} ({n} step{'s' if n > 1 else ''})" for cause, n in self.skip_causes.items())
         if self.skipped_steps >= steps:
-            raise NonFiniteError(f"every step of epoch {epoch + 1} was skipped for non-finite values: {named}. The "
-                                 f"models learnt nothing from it; {self._last_good()}. Lower optim.lr, check the data "
-                                 "for extreme values, or change or drop the named term")
+            error = NonFiniteError(f"every step of epoch {epoch + 1} was skipped for non-finite values: {named}. The "
+                                   f"models learnt nothing from it; {self._last_good()}. Lower optim.lr, check the "
+                                   "data for extreme values, or change or drop the named term")
+            # Under torchrun the processes agreed on every skip: each stops with this message.
+            raise error.found_by_every_process() if self.world.distributed else error
         if self.world.is_main:
             warn_user(f"epoch {epoch + 1}: {self.skipped_steps} of {steps} training steps skipped for non-finite "
                       f"values: {named}", NonFiniteStepsWarning)
