@@ -288,7 +288,9 @@ def test_an_epoch_whose_every_step_is_skipped_stops_the_run_naming_the_term(tiny
     cohort = Cohort.from_modules([SmallCNN(1, 3, 4, 1), NaNAfter(after=0)], teacher=SmallCNN(1, 3, 8, 2))
     t = trainer(cohort, train=TrainSpec(epochs=2, batch_size=32, nonfinite="skip"), run_dir=tmp_path / "r")
     with pytest.raises(NonFiniteError, match=r"every step of epoch 1 was skipped for non-finite values: loss term "
-                                             r"'student2/ce' \(7 steps\).*nothing was saved\. Lower"):
+                                             r"'student2/ce' \(7 steps\).*nothing was saved\. Train a new run with a lower "
+                                             r"optim.lr or with the named terms changed or dropped \(a resume keeps "
+                                             r"the run's config\)"):
         t.fit(tiny_data)
     # a run that replaced another one (--overwrite) and kept nothing puts it back (it was deleted as the new one
     # began, review 48b)
@@ -646,6 +648,25 @@ def test_under_loss_scaling_only_gradient_overflows_are_routine(tiny_data):
     with pytest.raises(NonFiniteError, match=r"every step of epoch 1 was skipped .*loss term 'student1/ce' \(1 step\)"):
         t._check_skipped(0, 7)
 
+
+
+def test_an_epoch_skipped_whole_is_advised_by_what_it_names(tiny_data):
+    """Review 58h: BatchNorm statistics alone were told to 'change or drop the named term', and
+    'Lower optim.lr' followed the last good checkpoint, though a resume refuses an edited optim.lr."""
+    from peerdistill.errors import NonFiniteError
+
+    t = trainer(make_cohort())
+    t._setup(tiny_data)
+    t.skipped_steps = 7
+    t.skip_causes = {"running statistics (BatchNorm buffers) of 'teacher'": 7, "gradient of model 'student1'": 2}
+    with pytest.raises(NonFiniteError) as stopped:
+        t._check_skipped(0, 7)
+    assert str(stopped.value).endswith("nothing was saved. Train a new run with a lower optim.lr (a resume keeps the "
+                                       "run's learning rate), or check the data for extreme values")
+    t.skip_causes = {"loss term 'student1/ce'": 4, "loss term 'student1->student2/kd'": 3}
+    with pytest.raises(NonFiniteError, match=r"Train a new run with a lower optim.lr or with the named terms changed "
+                                             r"or dropped \(a resume keeps the run's config\), or check the data"):
+        t._check_skipped(0, 7)
 
 def test_a_run_without_skipped_steps_warns_of_none(tiny_data):
     import warnings

@@ -102,8 +102,8 @@ class NonFiniteSteps:
         named = ", ".join(f"{cause} ({n} step{'s' if n > 1 else ''})" for cause, n in self.skip_causes.items())
         if self.skipped_steps >= steps:
             error = NonFiniteError(f"every step of epoch {epoch + 1} was skipped for non-finite values: {named}. The "
-                                   f"models learnt nothing from it; {self._last_good()}. Lower optim.lr, check the "
-                                   "data for extreme values, or change or drop the named term")
+                                   f"models learnt nothing from it; {self._last_good()}. "
+                                   f"{_advice_for_skipped_epoch(list(self.skip_causes))}")
             # Under torchrun the processes agreed on every skip: each stops with this message.
             raise error.found_by_every_process() if self.world.distributed else error
         if self.world.is_main:
@@ -134,6 +134,16 @@ class NonFiniteSteps:
         modules = [m.module for m in self.cohort.trainable] + [self.connectors, self.discriminators]
         params = [p for module in modules for p in module.parameters()]
         return bool(_all_finite(params, self.device))
+
+
+def _advice_for_skipped_epoch(causes: list[str]) -> str:
+    """What to change after an epoch of skipped steps: what ``causes`` name (a loss term, or a
+    model's gradients or BatchNorm statistics). Not a resume: it refuses an edited optim.lr or
+    term, as the optimizers and the graph come from the checkpoint."""
+    terms = sum(cause.startswith("loss term") for cause in causes)
+    changed = (f" or with the named term{'s' if terms > 1 else ''} changed or dropped" if terms else "")
+    return (f"Train a new run with a lower optim.lr{changed} (a resume keeps the run's "
+            f"{'config' if terms else 'learning rate'}), or check the data for extreme values")
 
 
 def _gradients(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
