@@ -564,6 +564,30 @@ def test_existing_run_is_not_overwritten_and_nothing_is_lost(tmp_path, capsys):
     assert f"cannot resume '{out / 'gone'}': no such folder" in " ".join(capsys.readouterr().err.split())
 
 
+
+def test_resume_given_a_file_or_a_folder_inside_a_run_names_the_run(tmp_path, capsys):
+    """Review 58h: a run's config.yaml was 'no such folder', its models/ 'has no config.yaml'."""
+    run = tmp_path / "runs" / "single"
+    (run / "models").mkdir(parents=True)
+    (run / "checkpoints").mkdir()  # (empty: was 'the run stopped before it wrote anything')
+    (run / "config.yaml").write_text("name: single\n")
+    (run / "run.json").write_text("{}")
+    run_cli("train", "--resume", run / "config.yaml", "--quiet", expect=2)
+    assert (f"cannot resume '{run / 'config.yaml'}': it is a file: give the run's folder, '{run}'"
+            in " ".join(capsys.readouterr().err.split()))
+    for inside in (run / "models", run / "checkpoints"):
+        run_cli("train", "--resume", inside, "--quiet", expect=2)
+        assert (f"cannot resume '{inside}': it is a folder inside a run: give the run's folder, '{run}'"
+                in " ".join(capsys.readouterr().err.split()))
+    run_cli("train", "--resume", run / "checkpoints" / "last.pt", "--quiet", expect=2)
+    assert (f"cannot resume '{run / 'checkpoints' / 'last.pt'}': no such folder (give the run's folder, '{run}')"
+            in " ".join(capsys.readouterr().err.split()))
+    # a file in no run: the folder to give is named by its form
+    (tmp_path / "mine.yaml").write_text("name: mine\n")
+    run_cli("train", "--resume", tmp_path / "mine.yaml", "--quiet", expect=2)
+    assert (f"cannot resume '{tmp_path / 'mine.yaml'}': it is a file: give the run's folder, OUT_DIR/NAME"
+            in " ".join(capsys.readouterr().err.split()))
+
 def test_a_rampup_as_long_as_the_training_is_named(tmp_path, capsys):
     from scipy.integrate import quad
 

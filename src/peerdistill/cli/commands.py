@@ -133,6 +133,31 @@ def put_back_replaced(run_dir: Path, wait: float = REPLACEMENT_WAIT) -> None:
         time.sleep(0.2)
 
 
+def _check_names_a_run_folder(run_dir: Path) -> None:
+    """``--resume`` takes a run's folder: a file (its config.yaml, a checkpoint) or a folder
+    inside a run (its models/) is refused naming the run folder around it."""
+    around = _run_folder_around(run_dir)
+    give = f"give the run's folder, '{around}'" if around is not None else "give the run's folder, OUT_DIR/NAME"
+    if run_dir.is_file():
+        raise ConfigError(f"cannot resume '{run_dir}': it is a file: {give}")
+    if not run_dir.is_dir():
+        # (review 54g: a node whose disk lacks the run is told what it needs)
+        node = ("; under torchrun every node reads the run's config.yaml: copy it from the main process's node "
+                "to this path" if launched() else "")
+        raise ConfigError(f"cannot resume '{run_dir}': no such folder ({give}){node}")
+    if around is not None and not (run_dir / RUN_FILE).is_file() and not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"cannot resume '{run_dir}': it is a folder inside a run: {give}")
+
+
+def _run_folder_around(path: Path) -> Path | None:
+    """The nearest folder above ``path`` that is a run's (it holds run.json, which a run writes
+    first; a config.yaml alone may be a user's own config), as given or else absolute."""
+    for parent in [*path.parents, *(path.absolute().parents if not path.is_absolute() else [])]:
+        if (parent / RUN_FILE).is_file():
+            return parent
+    return None
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
     with contextlib.ExitStack() as held:  # (a resumed run's lock, taken before its set-up: _train)
         return _train(ns, held)
@@ -147,11 +172,7 @@ def _train(ns: argparse.Namespace, held: contextlib.ExitStack) -> int:
             # an --overwrite killed outright left the run it replaced aside: back first (and before the
             # run's lock is taken below, which would keep this from putting it back)
             put_back_replaced(run_dir)
-        if not run_dir.is_dir():
-            # (review 54g: a node whose disk lacks the run is told what it needs)
-            node = ("; under torchrun every node reads the run's config.yaml: copy it from the main process's node "
-                    "to this path" if launched() else "")
-            raise ConfigError(f"cannot resume '{run_dir}': no such folder (give the run's folder, OUT_DIR/NAME){node}")
+        _check_names_a_run_folder(run_dir)
         if not (run_dir / CONFIG_FILE).is_file() and (run_dir / RUN_FILE).is_file():  # stopped in its first second
             from .. import run_lock
 
