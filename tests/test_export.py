@@ -889,6 +889,35 @@ def test_inputs_on_another_intensity_scale_are_predicted_with_a_warning(digits_r
     assert (tmp_path / "b.csv").is_file()  # predicted all the same: a model cannot refuse them
 
 
+
+def test_npz_inputs_on_another_scale_together_are_warned_of_as_eval_warns_of_them(digits_run, tmp_path):
+    """Review 58h: digits stored raw (0..16, training divided them by 16) lie 12 training stds off,
+    within the rule for each input, and were all called one class in silence; eval warned."""
+    import warnings
+
+    from peerdistill.config import DataSpec
+    from peerdistill.data import build_data
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.predict import predict_files
+
+    data = build_data(DataSpec())  # the run's own test images on the scale training read them (0..1)
+    mean, std = (np.array(data.stats[key]) for key in ("mean", "std"))
+    as_read = (data.test.x[:10, 0].double().numpy() * std + mean).astype(np.float32)
+    np.savez(tmp_path / "raw.npz", images=as_read * 16)
+    np.savez(tmp_path / "read.npz", images=as_read)
+    np.savez(tmp_path / "one.npz", images=as_read[:1] * 16)  # one image is no set: the rule for each input
+    standardised = (as_read.astype(np.float64) * 16 - mean[0]) / std[0]  # as the model sees them, by numpy
+    shown = f"{standardised.mean():.2f} / {standardised.std():.2f}"
+    with pytest.warns(PeerdistillWarning, match=rf"^the inputs, standardised by the run's training statistics, have "
+                                                rf"mean / std {shown} per channel, where the run's own data has about "
+                                                r"0 / 1: they are on another scale .*store them as the run's data "
+                                                r"was stored \(an .npz's uint8 arrays are divided by 255"):
+        predict_files(digits_run, [str(tmp_path / "raw.npz")], tmp_path / "a.csv")
+    for calm in ("read.npz", "one.npz"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PeerdistillWarning)
+            predict_files(digits_run, [str(tmp_path / calm)], tmp_path / "b.csv")
+
 def test_inputs_narrower_than_every_training_image_are_said_to_be_from_the_run_and_from_its_export(
         digits_run, tmp_path):
     """12-bit values in 16-bit files read at 1/16 of [0, 1]: their mean lies a few standard
@@ -957,6 +986,33 @@ def test_another_intensity_scale_is_told_either_way_and_other_channels_are_left_
     assert told(unit * 65535, sixteen_bit) == []
     assert told(np.concatenate([unit] * 4, axis=-1), {"mean": [0.5] * 3, "std": [0.29] * 3}) == []
 
+
+
+def test_only_the_npz_arrays_not_named_one_by_one_are_taken_together():
+    import warnings
+
+    from peerdistill.errors import PeerdistillWarning
+    from peerdistill.predict import _say_if_unlike_training_images
+    from peerdistill.predict_inputs import Inputs
+
+    unit = np.random.default_rng(4).uniform(0, 1, (3, 8, 8, 1)).astype(np.float32)
+    files = {"mean": [0.5], "std": [0.29]}
+
+    def told(images, from_arrays):
+        read = Inputs([f"x{i}" for i in range(len(images))], [], list(images), [(8, 8)] * len(images),
+                      from_arrays=tuple(from_arrays))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _say_if_unlike_training_images(read, files, None)
+        return [str(w.message) for w in caught if issubclass(w.category, PeerdistillWarning)]
+
+    # 0..4: about 5 stds off together, within the rule for each input (20)
+    assert told(unit * 4, [True] * 3)[0].startswith("the inputs, standardised by the run's training statistics")
+    assert told(unit * 4, [False] * 3) == []  # image files: read onto [0, 1] as training read its files
+    assert told(unit * 4, [True, False, False]) == []  # one image is no set
+    said = told(np.concatenate([unit * 4, unit[:1] * 65535]), [True] * 4)
+    assert len(said) == 2 and said[0].startswith("1 of 4 inputs lie far outside")
+    assert said[1].startswith("the 3 inputs of .npz arrays not named above, standardised by")
 
 def test_a_run_whose_data_cannot_be_read_names_a_fix_that_works(tmp_path, monkeypatch, capsys):
     """A relative data.root counts from the folder a command runs in: from another folder, the

@@ -32,6 +32,7 @@ from .predict_outputs import (check_out, check_pictures_replaceable, list_unread
                               unreadable_list, write_predictions)
 from .run_files import RUN_FILE
 from .runs import run_data_places
+from .scored_data import warn_if_set_on_another_scale
 
 
 def as_scores(output: torch.Tensor, info: dict) -> torch.Tensor:
@@ -209,9 +210,28 @@ def _say_if_unlike_training_images(read: Inputs, stats: dict | None, profile: di
     figures = ImageFigures()
     for image in read.images:  # one at a time: inputs may differ in size
         figures.add(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
-    warn_of_images_unlike_training(figures, read.names, "inputs", stats, profile,
-                                   "Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's uint8 arrays "
-                                   "by 255, other types are kept as they are")
+    named = warn_of_images_unlike_training(figures, read.names, "inputs", stats, profile,
+                                           "Image files are divided by 255 (8-bit) or 65535 (16-bit); an .npz's "
+                                           "uint8 arrays by 255, other types are kept as they are")
+    _say_if_arrays_on_another_scale(read, figures, named, stats)
+
+
+def _say_if_arrays_on_another_scale(read: Inputs, figures: ImageFigures, named: np.ndarray, stats: dict | None) -> None:
+    """The images of .npz inputs taken together, as eval checks a scored set (review 58h: raw
+    0..16 digits, a whole file 12 training stds off, each image within the rule above, were all
+    called one class in silence). Arrays only: image files are read onto [0, 1] as training read
+    its files, and a few photographs need not look like a training set. One image is no set."""
+    arrays = np.array(read.from_arrays, bool)
+    if not stats or len(arrays) != len(read.images):
+        return
+    chosen = arrays & ~named
+    channels = len(stats["mean"])
+    if chosen.sum() < 2 or any(len(figures.channel_means[i]) != channels for i in np.flatnonzero(chosen)):
+        return  # (other channels: refused by the channel check, saying so)
+    images = ("the inputs" if chosen.all() else
+              f"the {int(chosen.sum())} inputs of .npz arrays{' not named above' if named.any() else ''}")
+    warn_if_set_on_another_scale(figures, chosen, stats, images, "store them as the run's data was stored (an .npz's "
+                                 "uint8 arrays are divided by 255, other types are kept as they are)")
 
 
 def _say_if_unlike_what_the_models_saw(read: Inputs, seen: dict | None) -> None:

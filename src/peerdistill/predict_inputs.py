@@ -29,6 +29,7 @@ class Inputs(NamedTuple):
     sizes: list[tuple[int, int]]  # each input's own (height, width)
     originals: list[np.ndarray] | None = None  # with keep_originals: each input as read, at its own size
     unreadable: tuple[tuple[str, str], ...] = ()  # with skip_unreadable: (name, why) of each input left out
+    from_arrays: tuple[bool, ...] = ()  # whether each input is an .npz's array (kept on its own scale), not a file
 
 
 def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
@@ -103,25 +104,27 @@ def read_inputs(inputs: list[str], channels: int, size: tuple[int, int] | None,
         _say_if_squeezed_otherwise(names, sizes, size, trained_aspects)
     return Inputs(names, [r.stem for r in read], [r.image for r in read], sizes,
                   [r.original for r in read] if keep_originals else None,
-                  tuple((name, str(exc)) for name, exc in unreadable))
+                  tuple((name, str(exc)) for name, exc in unreadable), tuple(r.from_array for r in read))
 
 
 class _Read(NamedTuple):
     """One input as read: its name and stem (as Inputs has them), the image the model gets, its
-    own size, the image as it was (with keep_originals), and whether its colour was converted."""
+    own size, the image as it was (with keep_originals), whether its colour was converted, and
+    whether it is an .npz's array."""
     name: str
     stem: str
     image: np.ndarray
     size: tuple[int, int]
     original: np.ndarray | None
     converted: bool = False
+    from_array: bool = False
 
 
 def _read_npz(path: Path, size: tuple[int, int] | None, keep_originals: bool) -> list[_Read]:
     """Each image of an .npz archive, named by its place in it."""
     return [_Read(f"{path}[{i}]", f"{path.stem}_{i}",  # the path as given, as files are named
                   resized_planes(a, size) if size is not None and a.shape[:2] != tuple(size) else a,
-                  a.shape[:2], a if keep_originals else None)
+                  a.shape[:2], a if keep_originals else None, from_array=True)
             for i, a in enumerate(_npz_images(path))]
 
 

@@ -364,18 +364,27 @@ def _warn_if_unlike_training(scored: Any, meta: dict[str, Any], names: list[str]
                                            "Store them as the run's data was stored")
     # the others taken together (the run's own data standardised: about 0 / 1): a set shifted a few
     # standard deviations lies within the rules image by image
-    spread = figures.set_spread(~named)
+    images = "the scored images" if not named.any() else f"the other {int((~named).sum())} scored images"
+    warn_if_set_on_another_scale(figures, ~named, meta["data_stats"], images)
+
+
+def warn_if_set_on_another_scale(figures: ImageFigures, chosen: np.ndarray, stats: dict[str, list[float]],
+                                 images: str, advice: str = "store them as the run's data was stored") -> None:
+    """Warn when the ``chosen`` images taken together (``images``, as the message names them),
+    standardised by the run's training ``stats``, lie far from mean 0 and std 1, as the run's
+    own data does: a set shifted a few standard deviations lies within the rules image by image.
+    What eval asks of scored data and predict of the images of its .npz inputs."""
+    spread = figures.set_spread(chosen)
     if spread is None:
         return
-    train_mean, train_std = (np.asarray(meta["data_stats"][key], np.float64) for key in ("mean", "std"))
+    train_mean, train_std = (np.asarray(stats[key], np.float64) for key in ("mean", "std"))
     mean, std = (spread[0] - train_mean) / train_std, spread[1] / train_std  # standardised, as the models see them
     if bool(off_scale(torch.from_numpy(mean), torch.from_numpy(std), 0.0, 1.0).any()):
         shown = ", ".join(f"{m:.2f} / {s:.2f}" for m, s in zip(mean.tolist(), std.tolist()))
-        images = "the scored images" if not named.any() else f"the other {int((~named).sum())} scored images"
         warn_user(f"{images}, standardised by the run's training statistics, have mean / std {shown} "
                   "per channel, where the run's own data has about 0 / 1: they are on another scale (16-bit or "
                   "0-255 float arrays beside 8-bit images, other bit depths, another normalisation), so the "
-                  "models see them otherwise than in training; store them as the run's data was stored")
+                  f"models see them otherwise than in training; {advice}")
 
 
 def _warn_if_trained_on(scored: dict[str, Any], trained: dict[str, Any], split: str, how: str) -> None:
