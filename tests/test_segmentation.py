@@ -635,8 +635,9 @@ def test_non_finite_critic_loss_is_caught(tmp_path, monkeypatch, policy):
     before = [[p.clone() for p in c.parameters()] for c in critics]
     x, y = next(iter(trainer.train_batches))
     if policy == "stop":
-        with pytest.raises(NonFiniteError, match="critic loss of edge 'student1/holistic<-teacher'"):
+        with pytest.raises(NonFiniteError, match="critic loss of edge 'student1/holistic<-teacher'") as stopped:
             trainer.step(x, y)
+        assert stopped.value.said_alike == str(stopped.value)  # (every process agreed on it: said once a node)
     else:
         terms = trainer.step(x, y)
         assert "critic/student1/holistic<-teacher" not in terms and "total" in terms

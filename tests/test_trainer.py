@@ -443,9 +443,11 @@ def test_a_model_whose_training_output_is_not_its_logits_is_named(tiny_data):
     seed_everything(0)
     cohort = Cohort.from_modules([UserNet(aux_logits_first=True), SmallCNN(1, 3, 4, 1)])
     with pytest.raises(DataError, match=r"in training mode \(its output in eval mode passed.*model 'student1' outputs "
-                                        r"8 classes \(logits \(32, 8\)\).*the first item is taken as the logits"):
+                                        r"8 classes \(logits \(32, 8\)\).*the first item is taken as the logits"
+                        ) as refused:
         Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])), ClassificationTask(3),
                 device="cpu", progress=False, train=TrainSpec(epochs=1, batch_size=32)).fit(tiny_data)
+    assert refused.value.said_alike == str(refused.value)  # (the same models in every process: said once a node)
     cohort = Cohort.from_modules([UserNet(), UserNet()])  # logits first: trains
     Trainer(cohort, KnowledgeGraph(preset_edges("ml", None, ["student1", "student2"])), ClassificationTask(3),
             device="cpu", progress=False, train=TrainSpec(epochs=1, batch_size=32)).fit(tiny_data)

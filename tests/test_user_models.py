@@ -137,8 +137,9 @@ def test_a_feature_edge_into_a_reentrant_checkpointed_block_is_refused(tiny_data
     edge = Edge("teacher", "student1", "hint", 1.0, source_layer="block.0", target_layer="block.0")
     seed_everything(0)
     with pytest.raises(ConfigError, match=r"layer 'block.0' of 'student1' gives its output without a gradient.*"
-                                          r"use_reentrant=False"):
+                                          r"use_reentrant=False") as refused:
         _fit([CheckpointedNet(reentrant=True)], CheckpointedNet(False), [edge], tiny_data)
+    assert refused.value.said_alike == str(refused.value)  # (the same models in every process: said once a node)
     seed_everything(0)  # recomputed without reentrance, the recorded output keeps its gradient
     _, result = _fit([CheckpointedNet(reentrant=False)], CheckpointedNet(False), [edge], tiny_data)
     assert result.history[0]["train/loss/student1/hint<-teacher[block.0<-block.0]"] > 0
@@ -663,8 +664,9 @@ class _Logits(nn.Module):
 def test_a_student_whose_logits_cannot_teach_it_is_refused(tiny_data, finish, error):
     # it trained silently at ln(3) loss, was shipped and scored, and dragged the ensemble down
     seed_everything(0)
-    with pytest.raises((ConfigError, DataError), match=error):
+    with pytest.raises((ConfigError, DataError), match=error) as refused:
         _fit([_Logits(finish)], None, [], tiny_data)
+    assert refused.value.said_alike == str(refused.value)  # (the same models in every process: said once a node)
     # and by a dry run, which promises what training checks before its first step (review 53c)
     trainer = Trainer(Cohort.from_modules([_Logits(finish)]), KnowledgeGraph([]), ClassificationTask(3), device="cpu",
                       progress=False, train=FAST)

@@ -445,12 +445,17 @@ class Preflight:
             warn_user(f"the first {' and '.join(splits)} {said[splits[0]]}")
 
     def _check_outputs(self, out, batch: int) -> None:
-        for name, logits in out.logits.items():
-            if isinstance(logits, torch.Tensor) and not logits.is_floating_point():
-                raise DataError(f"model '{name}' outputs {str(logits.dtype).removeprefix('torch.')} values; "
-                                "the class scores (logits) must be floating point: return them before any "
-                                "rounding or argmax")
-            self.task.check_output(name, logits, batch)
+        """The models' outputs of a batch of ``batch`` inputs: floating-point logits the task takes.
+        A refusal is marked as found by every process (each runs the same models: said once a node)."""
+        try:
+            for name, logits in out.logits.items():
+                if isinstance(logits, torch.Tensor) and not logits.is_floating_point():
+                    raise DataError(f"model '{name}' outputs {str(logits.dtype).removeprefix('torch.')} values; "
+                                    "the class scores (logits) must be floating point: return them before any "
+                                    "rounding or argmax")
+                self.task.check_output(name, logits, batch)
+        except (DataError, ConfigError) as exc:
+            raise exc.found_by_every_process() from None
 
     def _warn_of_probabilities(self, out) -> None:
         """Softmax over a model's probabilities flattens them (the losses apply softmax to what

@@ -821,9 +821,10 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
                 try:
                     self._check_outputs(out, len(x))
                 except DataError as exc:
+                    # (every process runs the same models: under torchrun each finds it alike)
                     raise DataError(f"in training mode (its output in eval mode passed the check before "
                                     f"training): {exc}. Of a tuple or list output the first item is taken as "
-                                    "the logits: return them first") from None
+                                    "the logits: return them first").found_by_every_process() from None
                 self._check_logits_carry_gradients(out)
                 self._check_features_carry_gradients(out)
                 self._training_outputs_checked = True
@@ -854,7 +855,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
                 if not out.logits[name].requires_grad:
                     raise ConfigError(f"model '{name}' returns its logits without a gradient in training "
                                       "(detached, or computed under torch.no_grad or inference_mode), so it "
-                                      "cannot learn: return them as the layers computed them")
+                                      "cannot learn: return them as the layers computed them").found_by_every_process()
 
     def _check_features_carry_gradients(self, out) -> None:
         """A feature an edge teaches must lead back into its trained model; one recorded inside
@@ -869,7 +870,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
                     "gradient in training, so the edge cannot teach the model: no trainable layer comes before it "
                     "(it reshapes the input, or follows frozen layers only), or it runs inside "
                     "torch.utils.checkpoint(use_reentrant=True) (use use_reentrant=False), or its output is "
-                    "detached (.detach(), torch.no_grad); record a layer after a trained one")
+                    "detached (.detach(), torch.no_grad); record a layer after a trained one").found_by_every_process()
 
     def _ddp_runners(self) -> list[nn.Module]:
         return list(self.runners.values()) + [runner for _, runner in self.groups]
@@ -914,7 +915,7 @@ class Trainer(RunRecords, Preflight, RunnerSetup, NonFiniteSteps, Checkpointing)
                     finding = (f"non-finite critic loss of edge '{edge.name}' at epoch {self._position[0] + 1}, "
                                f"step {self._position[1] + 1}")
                     raise NonFiniteError(f"{finding}; {self._last_good()}. Lower distill.discriminator_lr and train "
-                                         f"again, or {self._skip_advice()}", finding)
+                                         f"again, or {self._skip_advice()}", finding).found_by_every_process()
                 optimizer.zero_grad(set_to_none=True)
                 continue  # skip: this critic does not learn from this step
             distributed.average_gradients(self.world, critic.parameters())
