@@ -1241,11 +1241,12 @@ def test_a_head_listed_twice_is_refused_by_its_key():
     """Review 58e: students.0.heads=[features.2, features.2] reached the graph, which said "duplicate
     knowledge edges" with edge names the user never wrote."""
     with pytest.raises(ConfigError, match=re.escape(
-            "'students.0.heads': 'features.2' is listed twice: list each head once")):
+            "'students.0.heads': 'features.2' is listed more than once: list each head once")):
         validate(apply_overrides(default_config(), ["distill.preset=self", "students=[{arch: cnn}]", "teacher=null",
                                                     "students.0.heads=[features.2, features.2]"]))
-    with pytest.raises(ConfigError, match=re.escape("'heads': 'a', 'b' are listed twice: list each head once")):
-        ModelSpec(arch="cnn", heads=["a", "b", "a", "b"])
+    with pytest.raises(ConfigError, match=re.escape("'heads': 'a', 'b' are listed more than once: list each head "
+                                                    "once")):
+        ModelSpec(arch="cnn", heads=["a", "b", "a", "b", "a"])  # (three times is more than twice)
     assert ModelSpec(arch="cnn", heads=["features.2", "features.5"]).heads == ["features.2", "features.5"]
     # a HeadedModel built in Python, without a ModelSpec, alike
     import torch
@@ -1253,8 +1254,8 @@ def test_a_head_listed_twice_is_refused_by_its_key():
     from peerdistill.models import SmallCNN
     from peerdistill.models.heads import HeadedModel
 
-    with pytest.raises(ConfigError, match=re.escape("model 'student1': head layers 'features.2' is listed twice: list "
-                                                    "each head once")):
+    with pytest.raises(ConfigError, match=re.escape("model 'student1': head layers 'features.2' is listed more than "
+                                                    "once: list each head once")):
         HeadedModel(SmallCNN(1, 3, width=4), ["features.2", "features.2"], "features.5", 3, torch.zeros(2, 1, 16, 16),
                     owner="model 'student1'")
 

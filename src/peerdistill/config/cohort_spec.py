@@ -85,7 +85,8 @@ def repeated_heads(heads: list[str]) -> str | None:
     repeated = sorted({head for head in heads if heads.count(head) > 1})
     if not repeated:
         return None
-    return f"{', '.join(map(repr, repeated))} {'is' if len(repeated) == 1 else 'are'} listed twice: list each head once"
+    return (f"{', '.join(map(repr, repeated))} {'is' if len(repeated) == 1 else 'are'} listed more than once: list each "
+            "head once")
 
 
 def deep_layer_without_heads(key: str, frozen: bool) -> str:

@@ -162,50 +162,61 @@ def _states_under(value, levels: int, where: str = "") -> list[tuple[str, dict[s
 
 
 def _distinct(found: list[tuple[str, dict[str, torch.Tensor]]]) -> list[tuple[str, dict[str, torch.Tensor]]]:
-    """``found`` without the copies of a state dict listed before it (a script saving one dict
-    under two keys)."""
+    """``found`` without copies of one state dict (a script saving one dict under two keys, or a
+    half-precision copy beside it): of each, the first in the most precise dtype."""
     kept: list[tuple[str, dict[str, torch.Tensor]]] = []
     for where, state in found:
-        if not any(_same_weights(state, other) for _, other in kept):
+        same = next((i for i, (_, other) in enumerate(kept) if _same_weights(state, other)), None)
+        if same is None:
             kept.append((where, state))
+        elif _precision(state) > _precision(kept[same][1]):
+            kept[same] = (where, state)
     return kept
 
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a is b or (a.keys() == b.keys() and all(
-        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a))
+    """Whether ``a`` and ``b`` hold the same weights: equal, or equal to the rounding of the less
+    precise of two floating-point dtypes (a half-precision copy of them)."""
+    return a is b or (a.keys() == b.keys() and all(_same_tensor(a[k], b[k]) for k in a))
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape:
+        return False
+    if a.dtype == b.dtype or not (a.is_floating_point() and b.is_floating_point()):
+        return a.dtype == b.dtype and torch.equal(a, b)
+    coarser = max(torch.finfo(a.dtype).eps, torch.finfo(b.dtype).eps)
+    return torch.allclose(a.double(), b.double(), rtol=coarser, atol=torch.finfo(torch.float16).tiny)
+
+
+def _precision(state: dict[str, torch.Tensor]) -> float:
+    """How precise a state dict's floating-point weights are (finer is larger)."""
+    floats = [t for t in state.values() if t.is_floating_point()]
+    return -max((torch.finfo(t.dtype).eps for t in floats), default=0.0)
 
 
 def _the_one_that_fits(found: list[tuple[str, dict[str, torch.Tensor]]], path: Path, name: str,
                        expected_keys: set[str], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """Of a dictionary's different state dicts, the one whose keys and shapes fit the model: the
     first in ``STATE_KEYS``' order was loaded before, and failed on shapes where another fitted.
-    Two that fit, or none, are refused naming each: which was meant cannot be told."""
-    misfits = {where: _misfit(state, expected_keys, shapes) for where, state in found}
-    fitting = [where for where, misfit in misfits.items() if misfit is None]
-    wheres = " and ".join(where for where, _ in found)
+    Two that fit are refused naming each: which was meant cannot be told. Where none fits, the
+    first, whose misfit the caller names (with the grey/colour advice where that is all)."""
+    fitting = [where for where, state in found if _fits(state, expected_keys, shapes)]
     if len(fitting) == 1:
         return dict(found)[fitting[0]]
     if fitting:
         raise CheckpointError(f"checkpoint '{path}' holds different weights that fit {name} under "
                               f"{' and '.join(fitting)}: which was meant cannot be told; save that one alone (checkpoint = "
                               f"torch.load(PATH), then torch.save(checkpoint{fitting[0]}, 'weights.pth'))")
-    said = "; ".join(f"{where}: {misfit}" for where, misfit in misfits.items())
-    raise CheckpointError(f"checkpoint '{path}' holds weights under {wheres}, and none fits {name} ({said}): they "
-                          "were saved from another architecture or number of classes; check arch, args and the data")
+    return found[0][1]
 
 
-def _misfit(state: dict[str, torch.Tensor], expected_keys: set[str],
-            shapes: Mapping[str, tuple[int, ...]]) -> str | None:
-    """How ``state`` fails to fit the model, briefly; None where it fits (BatchNorm's batch
-    counters may be missing, as loading allows)."""
-    missing = sorted(k for k in expected_keys - set(state) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - expected_keys)
-    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(shapes[k])}"
-                  for k in state if k in shapes and tuple(state[k].shape) != tuple(shapes[k])]
-    problems = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
-                f"shape mismatch {mismatched[:2]}" if mismatched else ""]
-    return ", ".join(filter(None, problems)) or None
+def _fits(state: dict[str, torch.Tensor], expected_keys: set[str], shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    """Whether ``state`` holds the model's keys, of its shapes (BatchNorm's batch counters may be
+    missing, as loading allows)."""
+    missing = {k for k in expected_keys - set(state) if not k.endswith("num_batches_tracked")}
+    return not missing and set(state) <= expected_keys and all(
+        tuple(t.shape) == tuple(shapes[k]) for k, t in state.items() if k in shapes)
 
 
 def _is_state(value) -> bool:
