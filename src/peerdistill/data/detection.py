@@ -360,6 +360,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     images_dir, source = Path(images_dir), Path(annotation_json).name
     size = _size(image_size)
     data = _read_json(annotation_json)
+    if _looks_like_box_json(data):  # (both kinds are one table row apart in the docs: the likeliest slip)
+        raise DataError(f"'{annotation_json}' looks like a box JSON ({{id: {{height, width, bbox: [...]}}}}), not a "
+                        "COCO file: set data.kind=box_json")
     if not isinstance(data, dict) or not data.get("images"):
         raise DataError(f"'{annotation_json}' lists no images: a COCO file needs 'images', 'annotations' "
                         "and 'categories'")
@@ -619,12 +622,55 @@ def _warn_of_label_slips(labels: list, source: str, label_key: str) -> None:
                   f"{', '.join(f'{n!r} ({counts[n]})' for n in few)}; a slip in a label makes such a class")
 
 
+COCO_KEYS = ("images", "annotations", "categories")
+BOX_JSON_SHAPE = "{id: {height, width, bbox: [...]}}"
+
+
+def _looks_like_coco(data) -> bool:
+    """A COCO file's top level: an object with a list of 'images' and of 'annotations'."""
+    return isinstance(data, dict) and all(isinstance(data.get(key), list) for key in COCO_KEYS[:2])
+
+
+def _looks_like_box_json(data) -> bool:
+    """A box JSON's top level: an object whose values are entries holding a 'bbox' list."""
+    return (isinstance(data, dict) and bool(data) and not _looks_like_coco(data)
+            and all(isinstance(entry, dict) and isinstance(entry.get("bbox"), list) for entry in data.values()))
+
+
+def _check_box_json_shape(data, boxes_json) -> None:
+    """A box JSON is an object keyed by image id: a COCO file, a list of entries or an empty
+    object are refused, each said as what it is."""
+    if _looks_like_coco(data):
+        raise DataError(f"'{boxes_json}' looks like a COCO file (keys {', '.join(map(repr, COCO_KEYS))}), not a box "
+                        "JSON: set data.kind=coco")
+    if isinstance(data, list):
+        raise DataError(f"'{boxes_json}' holds a list of {len(data)} item(s); a box JSON is an object keyed by image "
+                        f"id: {BOX_JSON_SHAPE} (an exporter's list of entries with an 'id' becomes one by keying "
+                        "each entry by its id)")
+    if not isinstance(data, dict) or not data:
+        raise DataError(f"'{boxes_json}' holds no entries: expected {BOX_JSON_SHAPE}")
+
+
+def _files_by_key(keys, files: dict[str, Path]) -> dict[str, Path]:
+    """The image file of each JSON key that has one: the file of that id (any image suffix), or
+    the file of exactly that name (a key written with its suffix, 'a.jpg', as many exporters
+    write it)."""
+    by_name = {path.name: path for path in files.values()}
+    found = {}
+    for key in keys:
+        path = files.get(key) or by_name.get(key)
+        if path is not None:
+            found[key] = path
+    return found
+
+
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
                   dicom_window=None, bad_boxes: str = "error", order=None, exclusion=None
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """Kvasir-SEG's ``kavsir_bboxes.json`` layout: ``{id: {"height": H, "width": W, "bbox":
     [{"label": ..., "xmin", "ymin", "xmax", "ymax"}, ...]}}``, boxes in the ORIGINAL image's
-    pixels. The image is ``images_dir/<id>.<suffix>`` (any image suffix). Boxes are rescaled from the
+    pixels. The image is ``images_dir/<id>.<suffix>`` (any image suffix), or the file named exactly
+    as the key (a key written with its suffix, ``a.jpg``). Boxes are rescaled from the
     JSON's width/height to ``image_size``, never from the file's own size: the files may be a
     resized copy (Kvasir-SEG's 256x256 copy keeps the original sizes in the JSON).
 
@@ -636,22 +682,25 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     images_dir, source = Path(images_dir), Path(boxes_json).name
     size = _size(image_size)
     data = _read_json(boxes_json)
-    if not isinstance(data, dict) or not data:
-        raise DataError(f"'{boxes_json}' holds no entries: expected {{id: {{height, width, bbox: [...]}}}}")
+    _check_box_json_shape(data, boxes_json)
     if not images_dir.is_dir():
         raise DataError(f"images folder '{images_dir}' does not exist")
-    files = _by_stem(images_dir)
+    by_id = _by_stem(images_dir)
     excluded = set()  # (data.exclude: the images it names, and their entries, go before anything is judged)
     if exclusion is not None:
-        excluded = {key for key, path in files.items() if exclusion.matches(path, base=images_dir, ids=(key,))}
-        for key in excluded:
-            if key in data:
-                exclusion.note_sample(files[key])
-            del files[key]
-    ids = sorted(k for k in data if k in files)
+        gone = {key: path for key, path in by_id.items() if exclusion.matches(path, base=images_dir, ids=(key,))}
+        for key, path in gone.items():
+            if key in data or path.name in data:
+                exclusion.note_sample(path)
+            del by_id[key]
+        excluded = set(gone) | {path.name for path in gone.values()}
+    files = _files_by_key(data, by_id)  # (by the JSON's keys, some perhaps written with their suffix)
+    ids = sorted(files)
     if not ids:
-        raise DataError(f"no entry of {source} has an image in '{images_dir}' "
-                        f"(looked for <id> with a suffix of {sorted(IMAGE_SUFFIXES)}, or a DICOM file named <id>)")
+        raise DataError(f"no entry of {source} has an image in '{images_dir}' (looked for <id> with a suffix of "
+                        f"{sorted(IMAGE_SUFFIXES)}, a DICOM file named <id>, or a file named exactly as the key; "
+                        f"keys {first_few(sorted(data), quoted=True)}, files "
+                        f"{first_few(sorted(p.name for p in by_id.values()), quoted=True) or 'none'})")
     rows, labels = [], []
     bad = _BadBoxes(bad_boxes, source)
     for key in ids:
@@ -699,7 +748,8 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
         note_original_shape(rows[i][1], rows[i][2])
     x = _read([files[key] for key in ids_read], size, grey, dicom_window)
     without_image = sorted(k for k in data if k not in files and k not in excluded)
-    without_entry = sorted(s for s in files if s not in data)
+    used = set(files.values())
+    without_entry = sorted(key for key, path in by_id.items() if path not in used)
     info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}
     for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
                            (without_entry, f"images in '{images_dir}' have no entry in {source}")):
