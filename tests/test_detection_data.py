@@ -441,7 +441,8 @@ def test_load_mask_boxes_unmatched_names_are_listed(tmp_path):
     write_png(tmp_path / "images" / "case2.png", 8, 8)
     write_png(tmp_path / "masks" / "case1.png", 8, 8)
     write_png(tmp_path / "masks" / "case3_mask.png", 8, 8)
-    with pytest.raises(DataError, match=r"images without a mask \['case2'\], masks without an image \['case3_mask'\]"):
+    with pytest.raises(DataError, match=r"1 image\(s\) without a mask \('case2.png'\); 1 mask\(s\) without an image "
+                                        r"\('case3_mask.png'\)"):
         load_mask_boxes(tmp_path / "images", tmp_path / "masks", 8)
 
 

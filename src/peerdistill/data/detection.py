@@ -19,6 +19,7 @@ import json
 import math
 import os
 import posixpath
+import re
 import reprlib
 import unicodedata
 from pathlib import Path, PureWindowsPath
@@ -26,13 +27,16 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import torch
 
+from ..config import DataSpec
+from ..config.data_spec import key_applies
 from ..errors import DataError, DataNote, SplitError, TrainingAdvice, warn_user
 from ..sample_names import SPLITS
 from ..wording import first_few
 from .image_files import _portable
-from .image_io import (ID_RULE, IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, entry_is, image_files,
+from .image_io import (IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, entry_is, image_files,
                        image_id, image_size, note_original_shape, read_images, read_mask_values,
                        refuse_images_in_subfolders, refuse_photographs_as_masks)
+from .segmentation import _pattern_that_pairs, _unpaired_message, file_key, files_by_key
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
@@ -759,7 +763,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
 
 
 def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, grey: bool = False, dicom_window=None,
-                    class_name: str = "object", order=None, exclusion=None
+                    class_name: str = "object", order=None, exclusion=None, pattern: str | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Boxes of the connected components of binary masks, image and mask paired by file stem.
     Foreground as ``read_mask(binary=True)`` reads it (0/1 and 0/255 masks, coloured masks, JPEG
@@ -767,7 +771,8 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     and the boxes are taken there, so they enclose exactly the mask pixels a model of that size
     sees; components under ``min_area`` pixels (of the resized mask) are noise and dropped.
     Returns (x, y, [class_name], ids) with ids the sorted stems (``order``: as ``load_coco``'s,
-    indices into them)."""
+    indices into them). ``pattern``: a regular expression whose first group is the id image and
+    mask share, as data.pattern pairs image and mask folders ('a.png' with 'a_mask.png')."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     size = _size(image_size)
     for d in (images_dir, masks_dir):
@@ -775,7 +780,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
             raise DataError(f"'{d}' is not a directory")
     for folder in (images_dir, masks_dir):
         refuse_images_in_subfolders(folder, {images_dir.resolve(), masks_dir.resolve()})
-    images, masks = _by_stem(images_dir), _by_stem(masks_dir, "masks")
+    images, masks = _files_by_id(images_dir, pattern), _files_by_id(masks_dir, pattern, "masks")
     if exclusion is not None:  # (data.exclude: a pair goes where its image or its mask is named)
         gone = {key for files, base in ((images, images_dir), (masks, masks_dir)) for key, path in files.items()
                 if exclusion.matches(path, base=base, ids=(key,))}
@@ -784,12 +789,7 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
                 exclusion.note_sample(images[key])
         images = {k: p for k, p in images.items() if k not in gone}
         masks = {k: p for k, p in masks.items() if k not in gone}
-    lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
-    if lone_images or lone_masks:
-        raise DataError(f"image and mask names do not pair up: images without a mask {lone_images[:5]}, "
-                        f"masks without an image {lone_masks[:5]} (matched by {ID_RULE})")
-    if not images:
-        raise DataError(f"no images found in '{images_dir}' (looked for {LOOKED_FOR})")
+    _check_pairs(images_dir, masks_dir, images, masks, pattern)
     ids = sorted(images)
     check_same_sizes([(images[key], masks[key]) for key in ids], "its mask")
     targets = []
@@ -808,6 +808,56 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     targets, ids = [targets[i] for i in read], [ids[i] for i in read]
     x = _read([images[key] for key in ids], size, grey, dicom_window)
     return x, pad_targets(targets), [class_name], ids
+
+
+def _files_by_id(folder: Path, pattern: str | None, what: str = "images") -> dict[str, Path]:
+    """The image files of ``folder`` by the id they pair by: data.pattern's first group, as image
+    and mask folders pair (``files_by_key``), else the name less its suffix (``_by_stem``)."""
+    return files_by_key(folder, pattern) if pattern else _by_stem(folder, what)
+
+
+def _check_pairs(images_dir: Path, masks_dir: Path, images: dict, masks: dict, pattern: str | None) -> None:
+    """Every image has its mask and every mask its image, else refused as image and mask folders
+    are (``_unpaired_message``: each side counted, by file name, and a data.pattern that pairs
+    them); an empty masks folder is said as such."""
+    if images and not masks:
+        raise DataError(f"the masks folder '{masks_dir}' holds no image files (looked for {LOOKED_FOR}) beside the "
+                        f"{len(images)} image(s) of '{images_dir}': put the masks there, or point data.masks at "
+                        "their folder")
+    lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
+    if lone_images or lone_masks:
+        root = Path(os.path.commonpath([images_dir, masks_dir]))
+        spec = DataSpec.model_construct(kind="mask_boxes", root=str(root), pattern=pattern,
+                                        images=images_dir.relative_to(root).as_posix(),
+                                        masks=masks_dir.relative_to(root).as_posix())
+        message = _unpaired_message(root, spec, images, masks, lone_images, lone_masks)
+        if not key_applies("pattern", "mask_boxes"):  # (a data.pattern would be refused: renaming is the way)
+            message = _rename_instead(message, root, spec, images, masks, lone_masks)
+        raise DataError(message)
+    if not images:
+        raise DataError(f"no images found in '{images_dir}' (looked for {LOOKED_FOR})")
+
+
+# The sentences of ``_unpaired_message`` offering a data.pattern
+PATTERN_ADVICE = re.compile(r" data\.pattern '.*?' pairs every image of the set .*?'\)\.|"
+                            r" A regular expression data\.pattern whose first group .*?'\)\.")
+
+
+def _rename_instead(message: str, root: Path, spec, images: dict, masks: dict, lone_masks: list[str]) -> str:
+    """``message`` with its data.pattern advice (a key data kind mask_boxes does not take) turned
+    into renaming the masks: each to its image's name, shown for the first mask a simple pattern
+    pairs."""
+    pattern = _pattern_that_pairs(root, spec) if lone_masks else None
+    example = ""
+    if pattern:
+        by_key = {file_key(path, pattern): path for path in images.values()}
+        first = masks[lone_masks[0]]
+        image = by_key.get(file_key(first, pattern))
+        if image is not None:
+            example = f" ('{first.name}' to '{image.stem}{first.suffix}')"
+    advice = (f" Rename the masks to their images' names less the suffix{example}: data kind 'mask_boxes' pairs "
+              "an image and its mask by that name alone" if lone_masks else "")
+    return PATTERN_ADVICE.sub("", message).rstrip() + advice
 
 
 def check_labels(y: torch.Tensor, class_names: list[str]) -> None:

@@ -51,7 +51,7 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
         info.update(extra)
     else:
         x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size,
-                                           class_name=(spec.class_names or ["object"])[0], **common)
+                                           class_name=(spec.class_names or ["object"])[0], pattern=spec.pattern, **common)
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     check_labels(y, names)
     if whole:
