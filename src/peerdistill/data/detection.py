@@ -345,7 +345,7 @@ def _rows(n: int, order) -> list[int]:
 
 
 def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, dicom_window=None,
-              bad_boxes: str = "error", order=None, exclusion=None
+              bad_boxes: str = "error", order=None, exclusion=None, original_sizes: list | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """A COCO-style JSON (``images``: id, file_name, width, height; ``annotations``: image_id,
     category_id, bbox [x, y, w, h]; ``categories``: id, name). Returns (x, y, class_names, ids,
@@ -360,7 +360,9 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     ignored in training, ignored regions in evaluation); images without annotations are kept
     with no boxes. ``order``: given the number of images, the order to read them in (indices
     into the JSON's order: ``split_order``); x, y and ids come in it. ``exclusion`` (data.exclude):
-    the images it names are left out with their annotations, before anything else is judged."""
+    the images it names are left out with their annotations, before anything else is judged.
+    ``original_sizes``: a list extended with each image's (width, height) in the JSON, in the order
+    of ids (None for an image without annotations, which need not give it)."""
     images_dir, source = Path(images_dir), Path(annotation_json).name
     size = _size(image_size)
     data = _read_json(annotation_json)
@@ -417,6 +419,8 @@ def load_coco(images_dir, annotation_json, image_size, *, grey: bool = False, di
     unused = [str(c.get("name", c["id"])) for c in listed if c["id"] not in used]
     if unused:
         info["unused_categories"] = unused
+    if original_sizes is not None:  # (an image without boxes need not give its size)
+        original_sizes.extend(annotated.get(entry_id) for entry_id in entries)
     return (x, pad_targets([per_image[i] for i in entries]), names, [images[i]["file_name"] for i in entries],
             info)
 
@@ -669,7 +673,8 @@ def _files_by_key(keys, files: dict[str, Path]) -> dict[str, Path]:
 
 
 def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", *, grey: bool = False,
-                  dicom_window=None, bad_boxes: str = "error", order=None, exclusion=None
+                  dicom_window=None, bad_boxes: str = "error", order=None, exclusion=None,
+                  original_sizes: list | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], dict]:
     """Kvasir-SEG's ``kavsir_bboxes.json`` layout: ``{id: {"height": H, "width": W, "bbox":
     [{"label": ..., "xmin", "ymin", "xmax", "ymax"}, ...]}}``, boxes in the ORIGINAL image's
@@ -682,7 +687,7 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     JSON keys that have an image. Entries without an image file and images without an entry
     are skipped and counted in ``info["skipped_without_image"]`` and
     ``info["skipped_without_entry"]``; boxes without area or outside their image as in
-    ``load_coco``. ``order``: as ``load_coco``'s (indices into the sorted ids)."""
+    ``load_coco``. ``order`` and ``original_sizes``: as ``load_coco``'s (indices into the sorted ids)."""
     images_dir, source = Path(images_dir), Path(boxes_json).name
     size = _size(image_size)
     data = _read_json(boxes_json)
@@ -755,6 +760,8 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
     used = set(files.values())
     without_entry = sorted(key for key, path in by_id.items() if path not in used)
     info = {"skipped_without_image": len(without_image), "skipped_without_entry": len(without_entry), **skipped}
+    if original_sizes is not None:
+        original_sizes.extend((rows[i][1], rows[i][2]) for i in read)
     for left_out, what in ((without_image, f"entries of {source} have no image in '{images_dir}'"),
                            (without_entry, f"images in '{images_dir}' have no entry in {source}")):
         if left_out:
@@ -858,6 +865,20 @@ def _rename_instead(message: str, root: Path, spec, images: dict, masks: dict, l
     advice = (f" Rename the masks to their images' names less the suffix{example}: data kind 'mask_boxes' pairs "
               "an image and its mask by that name alone" if lone_masks else "")
     return PATTERN_ADVICE.sub("", message).rstrip() + advice
+
+
+class NamedBoxes(TensorData):
+    """A split of boxes that knows its images: ``names`` (one per row, as data.exclude names them),
+    the data.exclude patterns given (``exclude``: an example extending them keeps them), and each
+    image's original (width, height), None where the data does not say it (``original_sizes``).
+    Warnings about some images name them, with a ready data.exclude."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, names: list[str], exclude=(), original_sizes=None):
+        super().__init__(x, y)
+        if len(names) != len(self):
+            raise DataError(f"{len(names)} names for {len(self)} images: give one name per image")
+        self.names, self.exclude = [str(n) for n in names], list(exclude or ())
+        self.original_sizes = list(original_sizes) if original_sizes is not None else [None] * len(self)
 
 
 def check_labels(y: torch.Tensor, class_names: list[str]) -> None:

@@ -8,6 +8,7 @@ feature capture work unchanged; this task knows how to read it.
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import torch
@@ -15,9 +16,11 @@ import torch
 from ..detection.boxes import HeadLayout, anchor_points, decode
 from ..detection_metrics import DetectionMeter, detection_metric_names
 from ..detection.assign import boxes_without_points
+from ..data.exclusion import exclude_example
 from ..errors import ConfigError, warn_user
 from ..losses.detection import GFL_WEIGHTS, Assignment, assignment, detection_distillation, detection_loss
 from .augment import Augmentation
+from ..wording import first_few
 from .box_augment import MIN_SIDE, NAMES as BOX_NAMES, augment_boxes
 
 # How the student ensemble fuses boxes. ensemble-boxes' soft_nms is left out: it returns the
@@ -162,9 +165,9 @@ class DetectionTask:
         if thin.any():
             warn_user(f"{int(thin.sum())} of {int((y[..., 0] >= 0).sum())} training boxes are under {MIN_SIDE:g} "
                       f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]} (in "
-                      f"{int(thin.any(dim=1).sum())} images): annotation slivers, or objects too small at this size; "
-                      "augmentation drops such boxes, and few are learnt: check the annotations, or train at a "
-                      "larger data.image_size")
+                      f"{int(thin.any(dim=1).sum())} images{_images_named(train, thin)}): "
+                      f"{self._sliver_cause(train, thin)}; augmentation drops such boxes, and few are learnt: check "
+                      f"the annotations{_leave_out(train, thin)}{self._larger_size(train, thin, ', or')}")
         missed = boxes_without_points(y, self.layout, self.image_size) & ~thin
         if missed.any():
             total = int((y[..., 0] >= 0).sum())
@@ -172,11 +175,52 @@ class DetectionTask:
             fate = ("they are never learnt, and their images train as background there" if not moved else
                     f"they are learnt only in batches where data.augment ({', '.join(moved)}) moves them onto a "
                     "point, and train as background in the others")
-            warn_user(f"{int(missed.sum())} of {total} training boxes (in {int(missed.any(dim=1).sum())} images) "
-                      f"hold no anchor point at strides {tuple(self.layout.strides)} on "
-                      f"{self.image_size[0]}x{self.image_size[1]} images (boxes narrower than the finest stride "
+            warn_user(f"{int(missed.sum())} of {total} training boxes (in {int(missed.any(dim=1).sum())} images"
+                      f"{_images_named(train, missed)}) hold no anchor point at strides {tuple(self.layout.strides)} "
+                      f"on {self.image_size[0]}x{self.image_size[1]} images (boxes narrower than the finest stride "
                       f"can fall between the points): {fate}; train at a larger data.image_size, or give the "
-                      "detectors a finer first stride (args.strides)")
+                      f"detectors a finer first stride (args.strides)"
+                      f"{_leave_out(train, missed, ', or leave their images out')}")
+
+    def _sliver_cause(self, part, thin: torch.Tensor) -> str:
+        gains = self._sliver_gains(part, thin)
+        return (f"annotation slivers (under {MIN_SIDE:g} pixels a side in the original images too)"
+                if gains is not None and not gains else "annotation slivers, or objects too small at this size")
+
+    def _larger_size(self, part, thin: torch.Tensor, joint: str) -> str:
+        """The advice to train at a larger image size, with the size where the slivers of ``part``
+        reach ``MIN_SIDE`` pixels a side when their original sizes are known; none where no size
+        can (a box of 1 pixel in a 600-pixel frame stays a sliver at any size)."""
+        gains = self._sliver_gains(part, thin)
+        if gains is None:
+            return f"{joint} train at a larger data.image_size"
+        if not gains:
+            return ""
+        factor = max(gains)
+        size = [math.ceil(side * factor) for side in self.image_size]
+        lost = int(thin.sum()) - len(gains)
+        which = (f"{len(gains)} of them reach {MIN_SIDE:g} pixels a side (the other {lost} are under {MIN_SIDE:g} "
+                 "in their original images too)" if lost else f"they reach {MIN_SIDE:g} pixels a side")
+        return f"{joint} train at data.image_size={size} or more, where {which}"
+
+    def _sliver_gains(self, part, thin: torch.Tensor) -> list[float] | None:
+        """For each sliver of ``part`` that is at least ``MIN_SIDE`` pixels a side in its original
+        image, the factor on the training size that makes it so; None where an original size is
+        unknown (a larger size may help)."""
+        sizes = getattr(part, "original_sizes", None)
+        if not isinstance(sizes, list) or len(sizes) != len(thin):
+            return None
+        h, w = self.image_size
+        gains = []
+        for row, col in thin.nonzero().tolist():
+            if sizes[row] is None:
+                return None
+            _, x1, y1, x2, y2 = part.y[row, col].tolist()
+            side = min(x2 - x1, y2 - y1)
+            # (float32 targets: a 2-pixel box comes back as 1.9999 from the training size)
+            if side > 0 and min((x2 - x1) * sizes[row][0] / w, (y2 - y1) * sizes[row][1] / h) >= MIN_SIDE - 1e-3:
+                gains.append(MIN_SIDE / side)
+        return gains
 
     def inspect_held_out(self, part, what: str) -> None:
         """Validation or test boxes under ``MIN_SIDE`` pixels a side: truths no detector finds,
@@ -185,9 +229,10 @@ class DetectionTask:
         thin = slivers(y) if y is not None else None
         if thin is not None and thin.any():
             warn_user(f"{int(thin.sum())} of {int((y[..., 0] >= 0).sum())} {what} boxes are under {MIN_SIDE:g} "
-                      f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]}: annotation slivers, or "
-                      "objects too small at this size, which a detector seldom finds, so they lower its recall and "
-                      "AP: check the annotations, or train at a larger data.image_size")
+                      f"pixels wide or high at {self.image_size[0]}x{self.image_size[1]}"
+                      f"{_images_named(part, thin, ' (in ')}: {self._sliver_cause(part, thin)}, which a detector "
+                      "seldom finds, so they lower its recall and AP: check the annotations"
+                      f"{_leave_out(part, thin)}{self._larger_size(part, thin, ', or')}")
 
     def check_output(self, name: str, out: torch.Tensor, batch: int) -> None:
         h, w = self.image_size
@@ -199,6 +244,32 @@ class DetectionTask:
                 f"({self.num_classes} classes, reg_max {self.layout.reg_max}, strides {list(self.layout.strides)} "
                 f"on {h}x{w} images): build every model with the same num_classes, reg_max and strides"
             )
+
+
+def _names_of(part, boxes: torch.Tensor) -> list[str]:
+    """The names of the images of ``part`` holding any of ``boxes`` (a mask [N, M]), where the
+    split knows its images' names (``NamedBoxes``); else none."""
+    names = getattr(part, "names", None)
+    if not isinstance(names, list) or len(names) != len(boxes):
+        return []
+    return [names[i] for i in boxes.any(dim=1).nonzero().flatten().tolist()]
+
+
+def _images_named(part, boxes: torch.Tensor, opening: str = ": ") -> str:
+    """The first few images holding ``boxes``, to find them by (review: the docs say to check them)."""
+    named = _names_of(part, boxes)
+    if not named:
+        return ""
+    return f"{opening}{first_few(named, 5, quoted=True)}{')' if opening.startswith(' (') else ''}"
+
+
+def _leave_out(part, boxes: torch.Tensor, advice: str = ", and leave out the images of slips") -> str:
+    """``advice`` with a ready data.exclude leaving out the images holding ``boxes``, after the
+    patterns given; nothing where the split does not name its images."""
+    named = _names_of(part, boxes)
+    if not named:
+        return ""
+    return f"{advice} ({exclude_example(named, getattr(part, 'exclude', ()))})"
 
 
 def _box_targets(part) -> torch.Tensor | None:
