@@ -8,6 +8,7 @@ feature capture work unchanged; this task knows how to read it.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -286,13 +287,46 @@ def slivers(targets: torch.Tensor) -> torch.Tensor:
     return (targets[..., 0] >= 0) & ((width < MIN_SIDE) | (height < MIN_SIDE))
 
 
+def detection_archs() -> list[str]:
+    """The zoo's archs that build detectors: the factories taking ``reg_max``, the distance bins of
+    a detector's head layout (a classifier or a segmenter has none)."""
+    from ..models import ZOO
+
+    return sorted(name for name, factory in ZOO.items() if "reg_max" in inspect.signature(factory).parameters)
+
+
+def not_detectors(archs: dict[str, str]) -> str | None:
+    """Why models of the zoo named by ``archs`` (model name: arch) cannot be detection models, where
+    some are not detectors; None where all are (or are not the zoo's: a model of one's own may be)."""
+    from ..models import ZOO
+
+    wrong = {name: arch for name, arch in archs.items() if arch in ZOO and arch not in detection_archs()}
+    if not wrong:
+        return None
+    shown = ", ".join(f"{name} (arch '{arch}')" for name, arch in wrong.items())
+    return (f"task detection needs detectors, but {shown} {'is' if len(wrong) == 1 else 'are'} not: set their arch "
+            f"to one of the zoo's detectors ({', '.join(detection_archs())}), or to a model of your own exposing "
+            "its head layout as 'layout' (a peerdistill.detection.HeadLayout)")
+
+
+def _zoo_arch(module) -> str | None:
+    """The zoo arch that built ``module`` (a class of the zoo), else None."""
+    from ..models import ZOO
+
+    return next((name for name, factory in ZOO.items() if type(module) is factory), None)
+
+
 def layout_of(modules) -> HeadLayout:
     """The one head layout every detector of a cohort must share (for their outputs to meet)."""
     layouts = {name: getattr(m, "layout", None) for name, m in modules.items()}
     missing = [n for n, lay in layouts.items() if not isinstance(lay, HeadLayout)]
+    said = not_detectors({n: arch for n in missing if (arch := _zoo_arch(modules[n])) is not None})
+    if said:
+        raise ConfigError(said)
     if missing:
-        raise ConfigError(f"detection models need a 'layout' attribute (a HeadLayout); {missing} lack one: use "
-                          "arch: detector, or wrap your model so it exposes its head layout")
+        raise ConfigError(f"task detection needs detectors, but {', '.join(missing)} expose no head layout ('layout', "
+                          f"a peerdistill.detection.HeadLayout): use one of the zoo's detectors (arch: "
+                          f"{' or '.join(detection_archs())}), or wrap your model so it exposes its head layout")
     distinct = set(layouts.values())
     if len(distinct) > 1:
         raise ConfigError(f"the detectors' head layouts differ ({layouts}); give every model the same "
