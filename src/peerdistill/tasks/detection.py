@@ -257,7 +257,7 @@ def _names_of(part, boxes: torch.Tensor) -> list[str]:
 
 
 def _images_named(part, boxes: torch.Tensor, opening: str = ": ") -> str:
-    """The first few images holding ``boxes``, to find them by (review: the docs say to check them)."""
+    """The first few images holding ``boxes``, to find them by (the docs say to check them)."""
     named = _names_of(part, boxes)
     if not named:
         return ""
