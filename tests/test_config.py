@@ -174,8 +174,9 @@ def test_a_saved_config_keeps_what_its_version_accepted():
     (["teacher.frozen=true"], "a frozen model needs trained weights"),
     (["data.image_size=[8,8]"], "data.image_size does not apply to data kind 'digits'"),
     (["data.kind=image_folder", "data.root=x", "data.image_size=[4,4]"], "'data.image_size.0': Input should be greater than or equal to 5"),
-    (["data.num_classes=3", "data.pattern=x"], "data.pattern, data.num_classes applies to data kind 'folders' (image "
-                                               "and mask folders) only, not 'digits': remove it"),
+    (["data.num_classes=3", "data.roi=x"], "data.roi, data.num_classes applies to data kind 'folders' (image "
+                                           "and mask folders) only, not 'digits': remove it"),
+    (["data.pattern=x"], "data.pattern applies to data kind 'folders' or 'mask_boxes', not 'digits': remove it"),
     (["task=detection", "data.kind=coco", "data.root=d", "data.annotations=a.json", "data.split_dirs={train: t}",
       "teacher.arch=detector", "students=[{arch: detector}, {arch: detector}]"],
      "data.split_dirs applies to data kind 'folders' (image and mask folders) only, not 'coco' (detection splits are "

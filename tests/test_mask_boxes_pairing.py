@@ -1,12 +1,15 @@
 """How boxes from masks pair images and masks: as image and mask folders do (each side counted, by
-file name), an empty masks folder said as such, masks named '<id>_mask.png' paired by a pattern or
-else renamed."""
+file name), an empty masks folder said as such, masks named '<id>_mask.png' paired by data.pattern,
+which is offered."""
+
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from peerdistill.config.data_spec import key_applies
+from peerdistill.config import DataSpec
+from peerdistill.data import build_data
 from peerdistill.data.detection import load_mask_boxes
 from peerdistill.errors import DataError
 
@@ -38,16 +41,16 @@ def test_unpaired_names_are_counted_by_file_name(tmp_path):
     assert "[]" not in str(caught.value)
 
 
-@pytest.mark.skipif(key_applies("pattern", "mask_boxes"), reason="data.pattern applies to mask_boxes: it is offered")
-def test_masks_named_with_a_tail_are_told_to_be_renamed(tmp_path):
-    images, masks = images_and_masks(tmp_path, ["a.png", "b.png"], ["a_mask.png", "b_mask.png"])
+def test_masks_named_with_a_tail_are_offered_the_pattern_that_pairs_them(tmp_path):
+    names = [f"{c}.png" for c in "abcdefghij"]
+    images_and_masks(tmp_path, names, [n.replace(".png", "_mask.png") for n in names])
     with pytest.raises(DataError) as caught:
-        load_mask_boxes(images, masks, 16)
+        build_data(DataSpec(kind="mask_boxes", root=str(tmp_path)))
     said = str(caught.value)
-    assert "2 mask(s) without an image ('a_mask.png', 'b_mask.png')" in said
-    assert said.endswith("Rename the masks to their images' names less the suffix ('a_mask.png' to 'a.png'): data "
-                         "kind 'mask_boxes' pairs an image and its mask by that name alone")
-    assert "data.pattern" not in said  # (refused for this kind: no advice leading into a refusal)
+    assert "10 mask(s) without an image ('a_mask.png', 'b_mask.png', 'c_mask.png', ...)" in said
+    pattern = re.search(r"on the command line 'data.pattern=(.*?)'\)", said).group(1)
+    data = build_data(DataSpec(kind="mask_boxes", root=str(tmp_path), pattern=pattern))  # (the key is taken)
+    assert len(data.train) + len(data.val) + len(data.test) == 10
 
 
 def test_a_pattern_pairs_masks_named_with_a_tail(tmp_path):

@@ -57,9 +57,9 @@ IMAGENET_STATS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
 # Keys read by the image/mask folder loader only; set for another kind they would be ignored.
-FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "pattern", "num_classes", "binary_masks")
+FOLDERS_ONLY_KEYS = ("split_dirs", "roi", "num_classes", "binary_masks")
 # Keys of one or two kinds, refused for the others when changed from their defaults.
-KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
+KIND_ONLY_KEYS = {"masks": ("folders", "mask_boxes"), "pattern": ("folders", "mask_boxes"), "shapes_counts": ("shapes",), "boxes_counts": ("boxes",),
                   "path_column": ("csv",), "label_column": ("csv",), "bad_boxes": ("coco", "box_json"),
                   "group_pattern": ("image_folder", "csv", "folders"), "group_stratify": ("image_folder", "csv"),
                   "group_column": ("csv",),

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import posixpath
-import re
 import reprlib
 import unicodedata
 from pathlib import Path, PureWindowsPath
@@ -28,7 +27,6 @@ import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..config.data_spec import key_applies
 from ..errors import DataError, DataNote, SplitError, TrainingAdvice, warn_user
 from ..sample_names import SPLITS
 from ..wording import first_few
@@ -36,7 +34,7 @@ from .image_files import _portable
 from .image_io import (IMAGE_SUFFIXES, LOOKED_FOR, binarized, check_same_sizes, entry_is, image_files,
                        image_id, image_size, note_original_shape, read_images, read_mask_values,
                        refuse_images_in_subfolders, refuse_photographs_as_masks)
-from .segmentation import _pattern_that_pairs, _unpaired_message, file_key, files_by_key
+from .segmentation import _unpaired_message, files_by_key
 from .splits import TensorData, fold_cut
 # Annotation tools round to whole pixels and some write x + w one past the edge.
 TOLERANCE = 1.0
@@ -837,34 +835,9 @@ def _check_pairs(images_dir: Path, masks_dir: Path, images: dict, masks: dict, p
         spec = DataSpec.model_construct(kind="mask_boxes", root=str(root), pattern=pattern,
                                         images=images_dir.relative_to(root).as_posix(),
                                         masks=masks_dir.relative_to(root).as_posix())
-        message = _unpaired_message(root, spec, images, masks, lone_images, lone_masks)
-        if not key_applies("pattern", "mask_boxes"):  # (a data.pattern would be refused: renaming is the way)
-            message = _rename_instead(message, root, spec, images, masks, lone_masks)
-        raise DataError(message)
+        raise DataError(_unpaired_message(root, spec, images, masks, lone_images, lone_masks))
     if not images:
         raise DataError(f"no images found in '{images_dir}' (looked for {LOOKED_FOR})")
-
-
-# The sentences of ``_unpaired_message`` offering a data.pattern
-PATTERN_ADVICE = re.compile(r" data\.pattern '.*?' pairs every image of the set .*?'\)\.|"
-                            r" A regular expression data\.pattern whose first group .*?'\)\.")
-
-
-def _rename_instead(message: str, root: Path, spec, images: dict, masks: dict, lone_masks: list[str]) -> str:
-    """``message`` with its data.pattern advice (a key data kind mask_boxes does not take) turned
-    into renaming the masks: each to its image's name, shown for the first mask a simple pattern
-    pairs."""
-    pattern = _pattern_that_pairs(root, spec) if lone_masks else None
-    example = ""
-    if pattern:
-        by_key = {file_key(path, pattern): path for path in images.values()}
-        first = masks[lone_masks[0]]
-        image = by_key.get(file_key(first, pattern))
-        if image is not None:
-            example = f" ('{first.name}' to '{image.stem}{first.suffix}')"
-    advice = (f" Rename the masks to their images' names less the suffix{example}: data kind 'mask_boxes' pairs "
-              "an image and its mask by that name alone" if lone_masks else "")
-    return PATTERN_ADVICE.sub("", message).rstrip() + advice
 
 
 class NamedBoxes(TensorData):
