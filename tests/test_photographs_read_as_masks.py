@@ -1,11 +1,14 @@
 """Swapped data.images and data.masks with data.binary_masks: the photographs, read as masks,
 trained on some 78% of their pixels as foreground with no word. Masks most of whose pixels sit
-at many mid-grey levels are refused; JPEG binary masks with soft edges, masks of visible class
-levels (0/128/255) and class-index masks are not."""
+at many mid-grey levels, beside images that read as masks, are refused; JPEG binary masks with
+soft edges, masks of visible class levels (0/128/255) and class-index masks are not, and soft
+masks (probability maps, blurred, 16-bit, small JPEG masks of three levels) beside photographs
+load as before, with a word."""
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageFilter
 
 from peerdistill.config import DataSpec
 from peerdistill.data import build_data
@@ -52,8 +55,11 @@ def test_photographs_read_as_masks_are_refused_as_the_folders_swapped(tmp_path):
     message = str(caught.value)
     assert f"the masks in '{tmp_path / 'images'}' look like photographs, not masks: 8 of 8 have over 25%" in message
     assert "'frame0.jpg' " in message and "'frame1.jpg' " in message and "..." in message
+    assert (f"and the files in '{tmp_path / 'masks'}', read as masks, look like masks (8 of the first 8 have at "
+            "most 25% of their pixels mid-grey). data.images") in message
     assert ("data.images and data.masks look swapped (now data.images=masks, data.masks=images): check the "
             "folders, and swap them if so ('data.images=images data.masks=masks' on the command line)") in message
+    assert "threshold" not in message  # (the binary rule thresholds soft masks itself)
 
 
 def test_jpeg_binary_masks_with_soft_edges_are_read_in_the_right_order(tmp_path):
@@ -66,7 +72,8 @@ def test_jpeg_binary_masks_with_soft_edges_are_read_in_the_right_order(tmp_path)
 @pytest.mark.filterwarnings("ignore:with data.binary_masks, masks of the labels")
 @pytest.mark.parametrize("masks_of, suffix, size", [
     # visible class levels (0/128/255): a third of the pixels mid-grey, but at a few levels (JPEG noise and blurred
-    # edges spread them: at 32x32 in JPEG, edges and noise are most of them and it reads as a photograph)
+    # edges spread them: at 64x64 and less in JPEG, edges and noise are most of them, and they read as soft masks:
+    # test_soft_masks_beside_photographs_load_as_before)
     (lambda i: _soft_disc(i, levels=(128, 255), size=96), ".jpg", 96),
     (lambda i: _soft_disc(i, levels=(128, 255)), ".png", SIZE),
     (lambda i: (_soft_disc(i) > 127).astype(np.uint8) * np.uint8(1 + i % 3), ".png", SIZE),  # class indices 0..3
@@ -74,6 +81,49 @@ def test_jpeg_binary_masks_with_soft_edges_are_read_in_the_right_order(tmp_path)
 def test_masks_of_a_few_levels_are_never_taken_for_photographs(tmp_path, masks_of, suffix, size):
     _pairs(tmp_path, masks_of, suffix=suffix, size=size)
     build_data(DataSpec(kind="folders", root=str(tmp_path), binary_masks=True))
+
+
+def _cone(i: int, size=SIZE, top=255) -> np.ndarray:
+    """A probability map: 1 at a point near the centre, falling linearly to 0 at the edge."""
+    yy, xx = np.mgrid[:size, :size]
+    distance = np.hypot(yy - size / 2 - i % 3, xx - size / 2 + i % 2)
+    return np.round(top * np.clip(1 - distance / (0.6 * size), 0, 1)).astype(np.uint8 if top <= 255 else np.uint16)
+
+
+def _blurred_disc(i: int, size=SIZE) -> np.ndarray:
+    disc = Image.fromarray(np.where(np.hypot(*(np.mgrid[:size, :size] - size / 2 + i % 2)) < 0.3 * size, 255, 0)
+                           .astype(np.uint8))
+    return np.asarray(disc.filter(ImageFilter.GaussianBlur(4)))
+
+
+def _sharp_levels(i: int, size: int) -> np.ndarray:
+    """A 255 disc in a 128 ring on 0, edges sharp: saved as a small JPEG, its noise spreads the levels."""
+    distance = np.hypot(*(np.mgrid[:size, :size] - size / 2 + i % 2))
+    return np.where(distance < 0.19 * size, 255, np.where(distance < 0.375 * size, 128, 0)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("masks_of, suffix, size, half", [
+    (_cone, ".png", SIZE, 127),  # a probability map
+    (_blurred_disc, ".png", SIZE, 127),
+    (lambda i: _cone(i, top=65535), ".png", SIZE, 32767),  # 16-bit
+    (lambda i: _sharp_levels(i, 64), ".jpg", 64, 127),
+    (lambda i: _sharp_levels(i, 32), ".jpg", 32, 127),
+])
+def test_soft_masks_beside_photographs_load_as_before(tmp_path, masks_of, suffix, size, half):
+    """Masks that look like photographs, but beside photographs (no swap): read by the binary rule
+    as they were before the swap was refused, foreground above half the scale, with a word."""
+    from peerdistill.data.image_io import photograph_like, read_mask_values
+
+    _pairs(tmp_path, masks_of, suffix=suffix, size=size)
+    files = sorted((tmp_path / "masks").iterdir())
+    assert len(photograph_like([read_mask_values(p, None, True) for p in files])) == 8  # what the refusal saw
+    with pytest.warns(UserWarning, match=rf"with data.binary_masks, 8 of the 8 masks in '.*masks' hold over 25% of "
+                                         rf"their pixels at many grey levels .*foreground where a value is above "
+                                         rf"{half}, half the scale"):
+        splits = build_data(DataSpec(kind="folders", root=str(tmp_path), binary_masks=True))
+    y = torch.cat([splits.train.y, splits.val.y, splits.test.y]).float()
+    foreground = np.mean([np.asarray(Image.open(p)).astype(np.int64) > half for p in files])  # the files, read apart
+    assert float(y.mean()) == pytest.approx(foreground)
 
 
 def test_a_few_photographs_among_masks_are_left_to_the_other_checks():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, DataNote, DataPlaceError, warn_user
+from ..wording import first_few
 from .dicom import DICOM_SUFFIXES, dicom_size_and_colour, is_dicom_image_by_content, read_dicom
 from .each_file import read_each
 
@@ -696,22 +697,74 @@ def photograph_like(masks: list[MaskValues]) -> list[tuple[str, float]]:
     return photos if 2 * len(photos) >= len(masks) else []
 
 
+SWAP_SAMPLE = 8  # the images folder's first files read as masks, to tell a swap from soft masks
+
+
 def refuse_photographs_as_masks(raw: list[MaskValues], root: Path, images: str, masks: str, reading: str) -> None:
-    """Masks most of whose pixels are mid-grey are photographs (data.images and data.masks, the
-    folders ``images`` and ``masks`` under ``root``, swapped): binarized, a colour frame read as a
-    mask trains on some 78% of its pixels as foreground, with no other word. Measured on the masks
-    as read (``raw``), no file read again; ``reading``: how the masks are read, for the message."""
+    """Masks most of whose pixels sit at many mid-grey levels, beside an images folder whose
+    files, read as masks, look like masks: data.images and data.masks (the folders ``images`` and
+    ``masks`` under ``root``) swapped. Binarized, a colour frame read as a mask trains on some 78%
+    of its pixels as foreground, with no other word. Soft masks (probability maps, blurred masks)
+    beside photographs are no swap: they are read as before, by the binary rule, with a word.
+    Measured on the masks as read (``raw``); the images folder's first files are read only when
+    the masks look like photographs. ``reading``: how the masks are read, for the message."""
     photos = photograph_like(raw)
     if not photos:
+        return
+    images_dir = root / images
+    sample = _files_read_as_masks(images_dir, _shared_shape(raw))
+    like_masks = sum(mid_grey_share(m.values, _full_scale(m.values)) <= PHOTO_MID_SHARE for m in sample)
+    if 2 * like_masks <= len(sample):  # (none read: no sign of a swap either)
+        _warn_of_soft_masks(raw, photos, root / masks)
         return
     shown = ", ".join(f"'{name}' {share:.0%}" for name, share in photos[:3]) + (" ..." if len(photos) > 3 else "")
     swap = f"data.images={masks} data.masks={images}"
     raise DataError(f"{reading}, the masks in '{root / masks}' look like photographs, not masks: "
                     f"{len(photos)} of {len(raw)} have over {PHOTO_MID_SHARE:.0%} of their pixels at many mid-grey "
                     f"levels, far from both background and foreground ({shown}; a mask's are its edges, a few in a "
-                    f"hundred at most). data.images and data.masks look swapped (now data.images={images}, "
-                    f"data.masks={masks}): check the folders, and swap them if so ('{swap}' on the command "
-                    "line); soft masks (grey levels for probabilities) must be thresholded to 0/255 first")
+                    f"hundred at most), and the files in '{images_dir}', read as masks, look like masks ("
+                    f"{like_masks} of the first {len(sample)} have at most {PHOTO_MID_SHARE:.0%} of their pixels "
+                    f"mid-grey). data.images and data.masks look swapped (now data.images={images}, "
+                    f"data.masks={masks}): check the folders, and swap them if so ('{swap}' on the command line)")
+
+
+def _shared_shape(raw: list[MaskValues]) -> tuple[int, int] | None:
+    """The size every mask was read at (data.image_size, or one native size), else None."""
+    shapes = {m.values.shape[:2] for m in raw}
+    return shapes.pop() if len(shapes) == 1 else None
+
+
+def _full_scale(values: np.ndarray) -> int:
+    return 255 if int(values.max(initial=0)) <= 255 else 65535
+
+
+def _files_read_as_masks(folder: Path, size: tuple[int, int] | None) -> list[MaskValues]:
+    """The first ``SWAP_SAMPLE`` files Pillow reads in ``folder``, read as binary masks are read;
+    a file that cannot be read so is left out (it is no sign of a mask)."""
+    try:
+        files = sorted(p for p in Path(folder).iterdir()
+                       if p.suffix.lower() in PILLOW_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    except OSError:
+        return []
+    read = []
+    for path in files[:SWAP_SAMPLE]:
+        try:
+            read.append(read_mask_values(path, size, binary=True))
+        except DataError:
+            continue
+    return read
+
+
+def _warn_of_soft_masks(raw: list[MaskValues], photos: list[tuple[str, float]], mask_dir: Path) -> None:
+    """Masks that look like photographs beside images that do not look like masks: soft masks
+    (probability maps, blurred masks), read by the binary rule as any mask is; or a folder of
+    photographs named as the masks, which the word lets the user see."""
+    threshold, _ = _rule_of(raw, max(int(m.values.max(initial=0)) for m in raw))
+    warn_user(f"with data.binary_masks, {len(photos)} of the {len(raw)} masks in '{mask_dir}' hold over "
+              f"{PHOTO_MID_SHARE:.0%} of their pixels at many grey levels between background and foreground "
+              f"({first_few([name for name, _ in photos], quoted=True)}): they are read as soft masks, foreground "
+              f"where a value is above {threshold}, half the scale. If that folder holds photographs rather than "
+              "masks, set data.masks to the masks' folder")
 
 
 def _refuse_labels_with_ignored_pixels(values_read: np.ndarray, name: str) -> None:
