@@ -607,7 +607,8 @@ def _unpaired_message(root: Path, spec: DataSpec, images: dict, masks: dict, unm
     case_note = (f" {which} differ from a mask's name only in case ({first_few(case_pairs)}): ids are "
                  "case-sensitive on every system; rename the files of one folder so that each name agrees in case "
                  "with its pair's." if by_case else "")
-    pattern = _pattern_that_pairs(root, spec) if unmatched_images and unmatched_masks else None
+    # names that differ only in case are renamed, not paired by a pattern that drops their letters
+    pattern = _pattern_that_pairs(root, spec) if unmatched_images and unmatched_masks and not only_case else None
     hint = (f" data.pattern '{pattern}' pairs every image of the set with its {_pair_roles(spec)} (tried on "
             f"the files): set it (on the command line 'data.pattern={pattern}')." if pattern else
             " A regular expression data.pattern whose first group is the shared id pairs names that differ "
