@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 
@@ -25,3 +26,17 @@ def shell_word(path: object) -> str:
 
     text = str(path)
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
+def nearest_name(name: str, names: Sequence[str], cutoff: float = 0.6) -> str | None:
+    """The one of ``names`` that ``name`` most likely meant, as spelt there: one the same but for
+    case, else the closest by spelling (difflib's ratio, case ignored, at least ``cutoff``), else
+    None. The rule of every "did you mean" for a name that must match exactly."""
+    folded = name.casefold()
+    by_fold: dict[str, str] = {}
+    for candidate in names:
+        by_fold.setdefault(candidate.casefold(), candidate)  # (the first spelling of names alike but for case)
+    if folded in by_fold:
+        return by_fold[folded]
+    close = difflib.get_close_matches(folded, list(by_fold), n=1, cutoff=cutoff)
+    return by_fold[close[0]] if close else None

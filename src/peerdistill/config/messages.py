@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..wording import nearest_name
+
 
 def refuse(problems: list[str]) -> None:
     """A validator's problems as one error, one per line (``format_validation_error`` splits
@@ -138,9 +140,9 @@ def _value_hint(err: dict[str, Any]) -> str:
         return ""
     if err["type"] == "literal_error":
         choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
-        close = [c for c in choices if c.lower() == given.lower()] or difflib.get_close_matches(given, choices, n=1)
+        close = nearest_name(given, choices)
         if close:
-            return f" (did you mean '{close[0]}'?)"
+            return f" (did you mean '{close}'?)"
     if err["type"] == "int_parsing" and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", given):
         number = float(given)
         if not number.is_integer():  # (written out it is still no whole number: review 55n)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import hashlib
 import fnmatch
 import json
@@ -29,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PureWindowsPath
 
 from ..errors import DataError
+from ..wording import nearest_name
 from .image_io import EXPORT_SUFFIX, IMAGE_SUFFIXES, LOOKED_FOR
 
 _GLOB = re.compile(r"[*?\[]")
@@ -205,19 +205,13 @@ class Exclusion:
 
     def _nearest(self, pattern: str) -> str | None:
         """The existing name ``pattern`` most likely meant: one equal to it but for case (matching
-        is case-sensitive), else the closest by difflib; among paths from the data's folder for an
+        is case-sensitive), else the closest by spelling (``nearest_name``); among paths from the data's folder for an
         entry with a '/', among file names (with or without suffix) and ids for one without. A glob
         gets none (a near name would not say how to write it)."""
         form = _nfc(normalized(pattern))
         if _GLOB.search(form):
             return None
-        names = self._names_like("/" in form)
-        folded = form.casefold()
-        same_but_case = next((n for n in names if n.casefold() == folded), None)
-        if same_but_case is not None:
-            return same_but_case
-        close = difflib.get_close_matches(form, names, n=1, cutoff=0.75)
-        return close[0] if close else None
+        return nearest_name(form, self._names_like("/" in form), cutoff=0.75)
 
     def _names_like(self, with_slash: bool) -> list[str]:
         """The names of the data an entry is compared with (gathered once each, after the data is

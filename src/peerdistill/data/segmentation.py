@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import unicodedata
@@ -14,7 +13,7 @@ import torch
 from ..arguments import check_flags
 from ..config import DataSpec
 from ..errors import DataError, SplitError, TrainingAdvice, warn_user
-from ..wording import first_few
+from ..wording import first_few, nearest_name
 from .dicom import dicom_size_and_spacing
 from .exclusion import exclusion_of
 from .image_profile import REGION_SHARES
@@ -464,19 +463,11 @@ def _folders_in(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
 
 
-def _nearest_folder(name: str, folders: list[str]) -> str | None:
-    """The folder of ``folders`` that ``name`` most likely meant: one spelt the same but for case,
-    else the closest by spelling (difflib, cutoff 0.6), else None."""
-    same_case = [f for f in folders if f.lower() == name.lower()]
-    near = same_case or difflib.get_close_matches(name.lower(), [f.lower() for f in folders], n=1, cutoff=0.6)
-    return next(f for f in folders if f.lower() == near[0].lower()) if near else None
-
-
 def _absent_roi_folder(root: Path, spec: DataSpec) -> str:
     """Why data.roi's folder is not under ``root``: the folders there, and the nearest of them
     (the images and masks folders aside) where one is close."""
     held = _folders_in(root)
-    near = _nearest_folder(spec.roi, [h for h in held if h not in (spec.images, spec.masks)])
+    near = nearest_name(spec.roi, [h for h in held if h not in (spec.images, spec.masks)])
     holds = f"'{root}' holds the folders {first_few(held, 10, quoted=True)}" if held else f"'{root}' holds no folder"
     if near:
         return (f"'{root / spec.roi}' is not a directory: data.roi names the folder of region masks; did you mean "
@@ -492,7 +483,7 @@ def _absent_split_folders(root: Path, dirs: dict[str, str], absent: dict[str, st
     named = ", ".join(f"'{d}' ({s})" for s, d in absent.items())
     held = _folders_in(root)
     free = [h for h in held if h not in dirs.values()]
-    close = {s: near for s, d in absent.items() if (near := _nearest_folder(d, free))}
+    close = {s: near for s, d in absent.items() if (near := nearest_name(d, free))}
     holds = f"it holds the folders {first_few(held, 10, quoted=True)}" if held else "it holds no folder"
     if len(close) == len(absent):
         meant = ", ".join(f"'{close[s]}' for '{d}'" for s, d in absent.items())
