@@ -147,3 +147,18 @@ def test_boxes_from_swapped_folders_are_refused_alike(tmp_path):
                                         r"the command line\)"):
         build_data(spec)
     build_data(spec.model_copy(update={"images": "images", "masks": "masks"}))  # the right way round: read
+
+
+def test_boxes_from_swapped_folders_name_the_keys_as_given(tmp_path, monkeypatch):
+    """The folders named from data.root as the config gives them (a nested data.images was named
+    by its last part, and a relative data.root beside an absolute data.images stopped the check
+    with a traceback)."""
+    _pairs(tmp_path / "sub", _soft_disc)
+    spec = DataSpec(kind="mask_boxes", root=str(tmp_path), images="sub/masks", masks="sub/images")
+    with pytest.raises(DataError, match=r"\(now data.images=sub/masks, data.masks=sub/images\): check the folders, and "
+                                        r"swap them if so \('data.images=sub/images data.masks=sub/masks' on"):
+        build_data(spec)
+    monkeypatch.chdir(tmp_path)
+    spec = DataSpec(kind="mask_boxes", root=".", images=str(tmp_path / "sub" / "masks"), masks="sub/images")
+    with pytest.raises(DataError, match=r"look like photographs, not masks"):
+        build_data(spec)

@@ -768,7 +768,8 @@ def load_box_json(images_dir, boxes_json, image_size, label_key: str = "label", 
 
 
 def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, grey: bool = False, dicom_window=None,
-                    class_name: str = "object", order=None, exclusion=None, pattern: str | None = None
+                    class_name: str = "object", order=None, exclusion=None, pattern: str | None = None,
+                    named: tuple[Path, str, str] | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Boxes of the connected components of binary masks, image and mask paired by file stem.
     Foreground as ``read_mask(binary=True)`` reads it (0/1 and 0/255 masks, coloured masks, JPEG
@@ -777,8 +778,11 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
     sees; components under ``min_area`` pixels (of the resized mask) are noise and dropped.
     Returns (x, y, [class_name], ids) with ids the sorted stems (``order``: as ``load_coco``'s,
     indices into them). ``pattern``: a regular expression whose first group is the id image and
-    mask share, as data.pattern pairs image and mask folders ('a.png' with 'a_mask.png')."""
+    mask share, as data.pattern pairs image and mask folders ('a.png' with 'a_mask.png').
+    ``named``: data.root, data.images and data.masks as the config gives them, which messages
+    name (else the folders' common parent and their paths from it)."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    named = named or _named_from_common_parent(images_dir, masks_dir)
     size = _size(image_size)
     for d in (images_dir, masks_dir):
         if not d.is_dir():
@@ -794,14 +798,12 @@ def load_mask_boxes(images_dir, masks_dir, image_size, min_area: int = 4, *, gre
                 exclusion.note_sample(images[key])
         images = {k: p for k, p in images.items() if k not in gone}
         masks = {k: p for k, p in masks.items() if k not in gone}
-    _check_pairs(images_dir, masks_dir, images, masks, pattern)
+    _check_pairs(images_dir, masks_dir, images, masks, pattern, named)
     ids = sorted(images)
     check_same_sizes([(images[key], masks[key]) for key in ids], "its mask")
     targets = []
     raw = [read_mask_values(masks[key], size, binary=True) for key in ids]
-    root = Path(os.path.commonpath([images_dir, masks_dir]))  # (data.root: the folders are named from it)
-    refuse_photographs_as_masks(raw, root, images_dir.relative_to(root).as_posix(),
-                                masks_dir.relative_to(root).as_posix(), "for boxes from masks")
+    refuse_photographs_as_masks(raw, *named, "for boxes from masks")
     for mask in binarized(raw):
         boxes = boxes_from_mask(mask, min_area=min_area)
         targets.append(np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes], axis=1))
@@ -821,7 +823,15 @@ def _files_by_id(folder: Path, pattern: str | None, what: str = "images") -> dic
     return files_by_key(folder, pattern) if pattern else _by_stem(folder, what)
 
 
-def _check_pairs(images_dir: Path, masks_dir: Path, images: dict, masks: dict, pattern: str | None) -> None:
+def _named_from_common_parent(images_dir: Path, masks_dir: Path) -> tuple[Path, str, str]:
+    """The folders' common parent, and each folder's path from it (for messages naming them)."""
+    images_dir, masks_dir = images_dir.absolute(), masks_dir.absolute()
+    root = Path(os.path.commonpath([images_dir, masks_dir]))
+    return root, images_dir.relative_to(root).as_posix(), masks_dir.relative_to(root).as_posix()
+
+
+def _check_pairs(images_dir: Path, masks_dir: Path, images: dict, masks: dict, pattern: str | None,
+                 named: tuple[Path, str, str]) -> None:
     """Every image has its mask and every mask its image, else refused as image and mask folders
     are (``_unpaired_message``: each side counted, by file name, and a data.pattern that pairs
     them); an empty masks folder is said as such."""
@@ -831,10 +841,9 @@ def _check_pairs(images_dir: Path, masks_dir: Path, images: dict, masks: dict, p
                         "their folder")
     lone_images, lone_masks = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
     if lone_images or lone_masks:
-        root = Path(os.path.commonpath([images_dir, masks_dir]))
-        spec = DataSpec.model_construct(kind="mask_boxes", root=str(root), pattern=pattern,
-                                        images=images_dir.relative_to(root).as_posix(),
-                                        masks=masks_dir.relative_to(root).as_posix())
+        root, images_named, masks_named = named
+        spec = DataSpec.model_construct(kind="mask_boxes", root=str(root), pattern=pattern, images=images_named,
+                                        masks=masks_named)
         raise DataError(_unpaired_message(root, spec, images, masks, lone_images, lone_masks))
     if not images:
         raise DataError(f"no images found in '{images_dir}' (looked for {LOOKED_FOR})")

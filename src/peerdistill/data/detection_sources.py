@@ -53,7 +53,7 @@ def load_detection(spec: DataSpec, stats=None) -> DataSplits:
     else:
         x, y, names, ids = load_mask_boxes(root / spec.images, root / spec.masks, size,
                                            class_name=(spec.class_names or ["object"])[0], pattern=spec.pattern,
-                                           **common)
+                                           named=(root, spec.images, spec.masks), **common)
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     check_labels(y, names)
     sizes = original_sizes or [None] * len(ids)
