@@ -35,6 +35,15 @@ def test_step_throughput_prints_every_implementation_of_both_cases(tmp_path):
     assert timed["clock"] == "cpu" and all(r["img_per_s"] > 0 for r in timed["rows"])
 
 
+def test_cpu_precision_times_fp32_and_bf16_with_the_trainer_using_each(tmp_path):
+    out = run("cpu_precision.py", "--batch", "4", "--steps", "1", "--warmup", "0", "--rounds", "1",
+              "--json", "rows.json", cwd=tmp_path)
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [(r["precision"], r["trainer_precision"]) for r in rows] == [("fp32", "fp32"), ("bf16", "bf16")]
+    assert rows[0]["time_vs_fp32"] == 1.0 and all(r["s_per_step"] > 0 for r in rows)
+    assert "x fp32's time" in out
+
+
 def test_soak_cpu_layout_and_compare_jobs_run(tmp_path):
     soak = run("soak.py", "--epochs", "1", cwd=tmp_path)  # (one epoch: its first and last five are that one)
     assert "epoch   1  rss" in soak and "ratio last/first: rss 1.000, step time 1.000" in soak
