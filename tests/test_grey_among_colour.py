@@ -6,12 +6,11 @@ import warnings
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from peerdistill.config import DataSpec
 from peerdistill.data import build_data
 from peerdistill.errors import DataNote
+from tests.test_dicom import write_dicom
 
 GREY_WORDS = "grey files ("
 
@@ -65,22 +64,6 @@ def test_no_word_without_colour_to_differ_from(tmp_path, others):
         grey = photograph(seed).convert("L")
         save_pair(tmp_path, f"p{seed}.png", grey.convert("RGB") if others == "grey stored as RGB" and seed else grey)
     assert grey_notes(tmp_path) == []  # (X-rays saved partly as RGB show no colour: nothing to tell apart)
-
-
-def write_dicom(path, pixels: np.ndarray):
-    """A minimal uncompressed 16-bit MONOCHROME2 DICOM file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 def test_a_dicom_file_among_photographs_is_not_said(tmp_path):
