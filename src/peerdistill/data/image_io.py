@@ -690,7 +690,7 @@ def photograph_like(masks: list[MaskValues]) -> list[tuple[str, float]]:
     top = max((int(m.values.max(initial=0)) for m in masks), default=0)
     if top <= 50:
         return []
-    full = 255 if top <= 255 else 65535
+    full = _full_scale(top)
     shares = [(m, mid_grey_share(m.values, full)) for m in masks]
     photos = [(m.name, share) for m, share in shares
               if share > PHOTO_MID_SHARE and _mid_greys_spread(m.values, full)]
@@ -713,7 +713,8 @@ def refuse_photographs_as_masks(raw: list[MaskValues], root: Path, images: str, 
         return
     images_dir = root / images
     sample = _files_read_as_masks(images_dir, _shared_shape(raw))
-    like_masks = sum(mid_grey_share(m.values, _full_scale(m.values)) <= PHOTO_MID_SHARE for m in sample)
+    like_masks = sum(mid_grey_share(m.values, _full_scale(int(m.values.max(initial=0)))) <= PHOTO_MID_SHARE
+                     for m in sample)
     if 2 * like_masks <= len(sample):  # (none read: no sign of a swap either)
         _warn_of_soft_masks(raw, photos, root / masks)
         return
@@ -734,8 +735,9 @@ def _shared_shape(raw: list[MaskValues]) -> tuple[int, int] | None:
     return shapes.pop() if len(shapes) == 1 else None
 
 
-def _full_scale(values: np.ndarray) -> int:
-    return 255 if int(values.max(initial=0)) <= 255 else 65535
+def _full_scale(top: int) -> int:
+    """The scale masks whose largest value is ``top`` are saved on: 8-bit, else 16-bit."""
+    return 255 if top <= 255 else 65535
 
 
 def _files_read_as_masks(folder: Path, size: tuple[int, int] | None) -> list[MaskValues]:
